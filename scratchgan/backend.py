@@ -1,0 +1,148 @@
+"""The array backend: NumPy on the CPU (default) or CuPy on a CUDA GPU.
+
+One switch selects where *new* arrays are made (parameters, noise, data batches):
+
+    scratchgan.backend.use("cupy")          # or "numpy"
+    SCRATCHGAN_BACKEND=cupy python ...      # read once at import
+    scratchgan train --backend cupy
+
+Layer code never imports numpy or cupy for its arithmetic. It asks the arrays it is
+given which namespace they live in (``array_module(X, W)``, CuPy's
+``get_array_module`` idea), so the same code runs on both, and a NumPy array meeting
+a CuPy array is an error instead of a silent host-device copy.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = [
+    "use", "name", "xp", "array_module", "asarray", "to_numpy", "is_cupy_array",
+    "default_dtype", "set_default_dtype", "random_generator", "synchronize",
+    "as_strided", "BackendError",
+]
+
+
+class BackendError(RuntimeError):
+    """Raised when the requested backend cannot be used, or arrays of two backends meet."""
+
+
+_state = {"name": "numpy", "xp": np, "dtype": np.dtype(np.float32)}
+_cupy = None  # the cupy module once it has been imported successfully
+
+
+def _import_cupy():
+    """Import CuPy and make sure a GPU is visible; fail at once with a clear message."""
+    global _cupy
+    if _cupy is not None:
+        return _cupy
+    try:
+        import cupy
+    except ImportError as exc:
+        raise BackendError(
+            "backend 'cupy' requested but CuPy is not installed. Install the extra with "
+            "`pip install scratchgan[gpu]` (or a cupy-cudaXXx wheel matching your CUDA), "
+            "or use the default backend 'numpy'."
+        ) from exc
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError when no driver/device
+        raise BackendError(f"backend 'cupy' requested but no CUDA GPU is usable: {exc}") from exc
+    if count < 1:
+        raise BackendError("backend 'cupy' requested but no CUDA GPU is visible")
+    _cupy = cupy
+    return cupy
+
+
+def use(backend: str) -> None:
+    """Select the backend for new arrays: "numpy" or "cupy"."""
+    backend = backend.lower()
+    if backend == "numpy":
+        _state.update(name="numpy", xp=np)
+    elif backend == "cupy":
+        _state.update(name="cupy", xp=_import_cupy())
+    else:
+        raise BackendError(f"unknown backend {backend!r}: expected 'numpy' or 'cupy'")
+
+
+def name() -> str:
+    """The name of the selected backend."""
+    return _state["name"]
+
+
+def xp():
+    """The array namespace (numpy or cupy) of the selected backend."""
+    return _state["xp"]
+
+
+def is_cupy_array(a) -> bool:
+    return _cupy is not None and isinstance(a, _cupy.ndarray)
+
+
+def array_module(*arrays):
+    """The namespace the given arrays live in; error if NumPy and CuPy arrays are mixed."""
+    on_gpu = [is_cupy_array(a) for a in arrays if a is not None and not np.isscalar(a)]
+    if any(on_gpu):
+        if not all(on_gpu):
+            raise BackendError(
+                "NumPy and CuPy arrays were mixed in one operation; move them to one "
+                "backend first (scratchgan.backend.asarray / module.to(...))"
+            )
+        return _cupy
+    return np
+
+
+def asarray(a, dtype=None):
+    """``a`` as an array of the selected backend (copies between host and device as needed)."""
+    target = _state["xp"]
+    if target is np and is_cupy_array(a):
+        a = a.get()
+    return target.asarray(a, dtype=dtype)
+
+
+def to_numpy(a) -> np.ndarray:
+    """A host (NumPy) copy or view of ``a``."""
+    return a.get() if is_cupy_array(a) else np.asarray(a)
+
+
+def default_dtype() -> np.dtype:
+    """The floating dtype new parameters and data get (float32 unless changed)."""
+    return _state["dtype"]
+
+
+def set_default_dtype(dtype) -> None:
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise BackendError(f"default dtype must be float32 or float64, got {dtype}")
+    _state["dtype"] = dtype
+
+
+def random_generator(xp_module, seed: int, counter: int):
+    """A generator determined by (seed, counter) on the given namespace.
+
+    Layers and the trainer keep only two integers of random state, so random streams
+    are exactly reproducible after a checkpoint/resume on either backend.
+    """
+    if xp_module is np:
+        return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(counter)])
+    # CuPy's default_rng takes one integer: mix the pair with a large odd multiplier.
+    return xp_module.random.default_rng((int(seed) * 0x9E3779B1 + int(counter)) % (2**63))
+
+
+def synchronize(xp_module=None) -> None:
+    """Wait for the GPU to finish queued work (no-op on NumPy); for honest timings."""
+    if (xp_module or _state["xp"]) is not np and _cupy is not None:
+        _cupy.cuda.get_current_stream().synchronize()
+
+
+def as_strided(a, shape, strides):
+    """A strided view of ``a`` on its own backend (read only use)."""
+    if is_cupy_array(a):
+        return _cupy.lib.stride_tricks.as_strided(a, shape=shape, strides=strides)
+    return np.lib.stride_tricks.as_strided(a, shape=shape, strides=strides, writeable=False)
+
+
+_env = os.environ.get("SCRATCHGAN_BACKEND")
+if _env:
+    use(_env)

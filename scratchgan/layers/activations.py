@@ -1,0 +1,69 @@
+"""Element-wise activations. Backward multiplies dY by the local derivative and never
+writes into dY (it may be shared with another branch).
+
+    ReLU       y = max(x, 0)                 dx = dy * [x > 0]
+    LeakyReLU  y = x if x > 0 else a x       dx = dy * (1 if x > 0 else a)
+    Sigmoid    y = 1 / (1 + e^-x)            dx = dy * y (1 - y)
+    Tanh       y = tanh x                    dx = dy * (1 - y^2)
+
+Derivations: docs/layers/activations.md.
+"""
+from __future__ import annotations
+
+from .. import backend
+from .base import Module
+
+
+class ReLU(Module):
+    def forward(self, X):
+        xp = backend.array_module(X)
+        positive = X > 0
+        return xp.where(positive, X, 0).astype(X.dtype, copy=False), positive
+
+    def backward(self, dY, positive):
+        return backend.array_module(dY).where(positive, dY, 0).astype(dY.dtype, copy=False)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, X):
+        xp = backend.array_module(X)
+        positive = X > 0
+        return xp.where(positive, X, X * self.negative_slope), positive
+
+    def backward(self, dY, positive):
+        xp = backend.array_module(dY)
+        return xp.where(positive, dY, dY * self.negative_slope)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+def sigmoid(x):
+    """Stable logistic function: 0.5 (1 + tanh(x / 2)) never overflows, for any x."""
+    xp = backend.array_module(x)
+    y = xp.tanh(x * 0.5)
+    y += 1
+    y *= 0.5
+    return y
+
+
+class Sigmoid(Module):
+    def forward(self, X):
+        Y = sigmoid(X)
+        return Y, Y
+
+    def backward(self, dY, Y):
+        return dY * Y * (1 - Y)
+
+
+class Tanh(Module):
+    def forward(self, X):
+        Y = backend.array_module(X).tanh(X)
+        return Y, Y
+
+    def backward(self, dY, Y):
+        return dY * (1 - Y * Y)

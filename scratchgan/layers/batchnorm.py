@@ -1,0 +1,100 @@
+"""Batch normalisation over the batch (and spatial) axes, one statistic per channel.
+
+Train mode (m = number of values per channel, statistics over axes A):
+
+    mu = mean_A(X)      var = mean_A((X - mu)^2)          (biased: used to normalise)
+    Xhat = (X - mu) / sqrt(var + eps)      Y = gamma * Xhat + beta
+    running_mean <- (1 - momentum) * running_mean + momentum * mu
+    running_var  <- (1 - momentum) * running_var  + momentum * var * m / (m - 1)   (unbiased)
+
+    dX = (1 / (m * sigma)) * (m * dXhat - sum_A dXhat - Xhat * sum_A(dXhat * Xhat)),  dXhat = gamma * dY
+
+Eval mode uses the running statistics, so the layer is a fixed affine map per channel:
+dX = dY * gamma / sqrt(running_var + eps). momentum and eps mean what they mean in
+torch.nn (momentum=0.1, eps=1e-5). Derivation: docs/layers/batchnorm.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from .base import Module, ShapeError
+
+
+class _BatchNorm(Module):
+    ndim = None   # 2 for BatchNorm1d (N, C), 4 for BatchNorm2d (N, C, H, W)
+    axes = None   # the axes statistics run over
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, dtype=None):
+        super().__init__()
+        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        dtype = dtype or backend.default_dtype()
+        if affine:
+            self._add_param("weight", np.ones(num_features, dtype))
+            self._add_param("bias", np.zeros(num_features, dtype))
+        self.buffers["running_mean"] = backend.asarray(np.zeros(num_features, dtype))
+        self.buffers["running_var"] = backend.asarray(np.ones(num_features, dtype))
+        self.buffers["num_batches_tracked"] = np.zeros((), np.int64)  # host counter, as torch
+
+    def _shape(self, v):
+        """Per-channel vector -> broadcastable against X."""
+        return v.reshape((1, -1) + (1,) * (self.ndim - 2))
+
+    def forward(self, X):
+        self._check_input(X, ndim=self.ndim, dim=1, size=self.num_features)
+        if not self.affine:
+            backend.array_module(X, self.buffers["running_mean"])
+            if X.dtype != self.buffers["running_mean"].dtype:
+                raise ShapeError(f"{self!r}: expected input of dtype {self.buffers['running_mean'].dtype}, got {X.dtype}")
+        if self.training:
+            m = X.size // X.shape[1]
+            if m < 2:
+                raise ShapeError(f"{self!r}: train mode needs more than 1 value per channel, got input shape {X.shape}")
+            mu = X.mean(axis=self.axes)
+            Xc = X - self._shape(mu)
+            var = (Xc * Xc).mean(axis=self.axes)
+            inv_std = 1.0 / (var + self.eps) ** 0.5
+            Xhat = Xc
+            Xhat *= self._shape(inv_std)  # reuse the centred buffer: one temporary fewer
+            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+            rm *= 1 - self.momentum
+            rm += self.momentum * mu
+            rv *= 1 - self.momentum
+            rv += (self.momentum * m / (m - 1)) * var
+            self.buffers["num_batches_tracked"] += 1
+        else:
+            inv_std = 1.0 / (self.buffers["running_var"] + self.eps) ** 0.5
+            Xhat = (X - self._shape(self.buffers["running_mean"])) * self._shape(inv_std)
+        Y = Xhat * self._shape(self.params["weight"]) + self._shape(self.params["bias"]) if self.affine else Xhat.copy()
+        return Y, (Xhat, inv_std, self.training)
+
+    def backward(self, dY, cache):
+        Xhat, inv_std, training = cache
+        if self.affine:
+            self.grads["weight"] += (dY * Xhat).sum(axis=self.axes)
+            self.grads["bias"] += dY.sum(axis=self.axes)
+            dXhat = dY * self._shape(self.params["weight"])
+        else:
+            dXhat = dY
+        if not training:  # eval: a fixed affine map
+            return dXhat * self._shape(inv_std)
+        m = dY.size // dY.shape[1]
+        mean_dXhat = dXhat.mean(axis=self.axes)
+        mean_dXhat_Xhat = (dXhat * Xhat).mean(axis=self.axes)
+        dX = dXhat - self._shape(mean_dXhat)
+        dX -= Xhat * self._shape(mean_dXhat_Xhat)
+        dX *= self._shape(inv_std)
+        return dX
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """BatchNorm over the batch axis of (N, C) features."""
+    ndim, axes = 2, (0,)
+
+
+class BatchNorm2d(_BatchNorm):
+    """BatchNorm per channel over the batch and spatial axes of (N, C, H, W) maps."""
+    ndim, axes = 4, (0, 2, 3)

@@ -1,0 +1,42 @@
+"""Dense (fully connected, torch's Linear):  Y = X W^T + b.
+
+Shapes: X (N, in), W (out, in), b (out,), Y (N, out).
+Backward (docs/layers/dense.md):
+    dW = dY^T X      db = sum_n dY      dX = dY W
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from ..init import initialise
+from .base import Module
+
+
+class Dense(Module):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 init: str = "glorot_uniform", rng=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features, self.use_bias = in_features, out_features, bias
+        dtype = dtype or backend.default_dtype()
+        self._add_param("weight", initialise(init, rng, (out_features, in_features), dtype))
+        if bias:
+            self._add_param("bias", np.zeros(out_features, dtype))
+
+    def forward(self, X):
+        self._check_input(X, ndim=2, dim=1, size=self.in_features)
+        W = self.params["weight"]
+        Y = X @ W.T
+        if self.use_bias:
+            Y += self.params["bias"]
+        return Y, X
+
+    def backward(self, dY, X):
+        W = self.params["weight"]
+        self.grads["weight"] += dY.T @ X
+        if self.use_bias:
+            self.grads["bias"] += dY.sum(axis=0)
+        return dY @ W
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}" + ("" if self.use_bias else ", bias=False")

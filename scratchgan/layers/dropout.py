@@ -1,0 +1,43 @@
+"""Inverted dropout: in train mode each value is kept with probability 1 - p and
+scaled by 1 / (1 - p), so E[Y] = X; in eval mode the layer is the identity.
+
+    Y = X * M / (1 - p),  M ~ Bernoulli(1 - p)        dX = dY * M / (1 - p)
+
+The random state is two integers, (seed, calls): the mask of the k-th training call is
+drawn from a generator seeded by (seed, k), so a run resumed from a checkpoint draws
+exactly the masks it would have drawn, on either backend.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from .base import Module
+
+
+class Dropout(Module):
+    def __init__(self, p: float = 0.5, seed: int = 0):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p, self.seed = p, seed
+        self.buffers["calls"] = np.zeros((), np.int64)  # host counter: no device sync to read it
+
+    def forward(self, X):
+        if not self.training or self.p == 0.0:
+            return X, None
+        xp = backend.array_module(X)
+        rng = backend.random_generator(xp, self.seed, int(self.buffers["calls"]))
+        self.buffers["calls"] += 1
+        if self.p == 1.0:
+            mask = xp.zeros_like(X)
+        else:
+            mask = (rng.random(X.shape, dtype=X.dtype) >= self.p).astype(X.dtype)
+            mask *= 1.0 / (1.0 - self.p)
+        return X * mask, mask
+
+    def backward(self, dY, mask):
+        return dY if mask is None else dY * mask
+
+    def extra_repr(self):
+        return f"p={self.p}"
