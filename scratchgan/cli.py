@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 # Steps for which a CPU run of a few minutes already shows digit-like samples.
-DEFAULT_STEPS = {"mlp": 6000, "cgan": 6000, "dcgan": 600}
+DEFAULT_STEPS = {"mlp": 10000, "cgan": 10000, "dcgan": 1000}
 DEFAULT_BATCH = {"mlp": 64, "cgan": 64, "dcgan": 64}
 
 

@@ -238,8 +238,12 @@ class Trainer:
     def _progress(self, total):
         if self.quiet:
             return None
+        import sys
         from tqdm import tqdm
-        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, smoothing=0.1)
+        # On a terminal a live bar; in a log file (not a TTY) a line every 10% instead of every refresh.
+        tty = sys.stderr.isatty()
+        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, smoothing=0.1,
+                    mininterval=0.1 if tty else 5.0, miniters=None if tty else max(1, total // 10))
 
     def _say(self, msg):
         if not self.quiet:
