@@ -1,0 +1,181 @@
+"""`scratchgan bench`: time training iterations and layers, count their FLOPs and compare
+the achieved rate with the matrix-product (GEMM) rate of the same backend, measured in
+the same run (ratios are robust on a shared, noisy machine; absolute times are not).
+
+FLOPs count 2 per multiply-add over the Dense, Conv2D and ConvTranspose2D layers only.
+For one training iteration with k = 1 (the trainer reuses the D step's fake batch for
+the G step, so G runs forward once):
+
+    G: forward F_G + backward 2 F_G without the first layer's input gradient  = 3 F_G - F_G1
+    D: forward on real, fake, fake again (3 F_D) + three backwards (6 F_D) without the
+       first layer's input gradient for the two real/fake D-step passes       = 9 F_D - 2 F_D1
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+
+from . import backend
+from .layers import Conv2D, ConvTranspose2D, Dense, Sequential
+
+__all__ = ["layer_flops", "model_flops", "iteration_flops", "gemm_rate", "bench_model", "bench_layers", "main"]
+
+
+def layer_flops(layer, x_shape, y_shape) -> int:
+    """Forward FLOPs of one layer for the given input/output shapes (batch included)."""
+    if isinstance(layer, Dense):
+        return 2 * x_shape[0] * layer.in_features * layer.out_features
+    if isinstance(layer, Conv2D):
+        kh, kw = layer.kernel_size
+        return 2 * int(np.prod(y_shape)) * layer.in_channels * kh * kw
+    if isinstance(layer, ConvTranspose2D):
+        kh, kw = layer.kernel_size
+        return 2 * int(np.prod(x_shape)) * layer.out_channels * kh * kw
+    return 0
+
+
+def model_flops(model: Sequential, input_shape, batch: int) -> tuple[int, int]:
+    """(forward FLOPs of the model, forward FLOPs of its first FLOP-counting layer)."""
+    xp = backend.array_module(*(p for _, p, _ in model.named_parameters()))
+    X = xp.zeros((1,) + tuple(input_shape), dtype=model.dtype)
+    mode = model.training
+    model.eval()
+    total, first = 0, None
+    try:
+        for layer in model.layers:
+            Y = layer(X)
+            f = layer_flops(layer, (batch,) + X.shape[1:], (batch,) + Y.shape[1:])
+            if f and first is None:
+                first = f
+            total += f
+            X = Y
+    finally:
+        model.train(mode)
+    return total, first or 0
+
+
+def iteration_flops(gan, batch: int) -> int:
+    """FLOPs of one trainer iteration (k = 1), from the layers' geometry."""
+    g_in = (gan.latent_dim + gan.num_classes,)
+    d_in = (784 + gan.num_classes,) if gan.conditional else gan.image_shape
+    FG, FG1 = model_flops(gan.G, g_in, batch)
+    FD, FD1 = model_flops(gan.D, d_in, batch)
+    return 3 * FG - FG1 + 9 * FD - 2 * FD1
+
+
+def _time(fn, repeats, warmup=2):
+    xp = backend.xp()
+    for _ in range(warmup):
+        fn()
+    backend.synchronize(xp)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        backend.synchronize(xp)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def gemm_rate(n=2048, repeats=5, dtype=np.float32) -> float:
+    """GFLOP/s of an n x n x n matrix product on the selected backend (median)."""
+    xp = backend.xp()
+    rng = np.random.default_rng(0)
+    a = backend.asarray(rng.standard_normal((n, n)).astype(dtype))
+    b = backend.asarray(rng.standard_normal((n, n)).astype(dtype))
+    times = _time(lambda: a @ b, repeats)
+    del xp
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def bench_model(kind: str, batch: int, repeats=5, warmup=2, seed=0) -> dict:
+    """Time trainer iterations of a model at a batch size on random data (timing only)."""
+    from .models import build
+    from .training import TrainConfig, Trainer
+    gan = build(kind, seed=seed)
+    n = max(4 * batch, 256)
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(-1, 1, (n, 1, 28, 28)).astype(backend.default_dtype())
+    labels = rng.integers(0, 10, n)
+    trainer = Trainer(gan, images, labels, TrainConfig(model=kind, batch_size=batch, seed=seed), quiet=True)
+    times = _time(trainer.train_step, repeats, warmup)
+    peak = None
+    if backend.xp() is np:
+        tracemalloc.start()
+        trainer.train_step()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    flops = iteration_flops(gan, batch)
+    med = statistics.median(times)
+    return {"model": kind, "batch": batch, "ms_median": med * 1e3, "ms_min": min(times) * 1e3,
+            "ms_max": max(times) * 1e3, "samples_per_s": batch / med, "gflop_per_iter": flops / 1e9,
+            "gflops": flops / med / 1e9, "peak_mem_mb": None if peak is None else peak / 2**20}
+
+
+def dcgan_layers():
+    """The DCGAN's conv layers (and a few others) at their batch-64 input shapes."""
+    from .layers import BatchNorm2d, Dropout, LeakyReLU
+    return [
+        ("G Dense 100->12544", Dense(100, 12544, bias=False), (64, 100)),
+        ("G ConvT 256->128 5x5 s1 (7x7)", ConvTranspose2D(256, 128, 5, 1, 2, bias=False), (64, 256, 7, 7)),
+        ("G ConvT 128->64 5x5 s2 (7->14)", ConvTranspose2D(128, 64, 5, 2, 2, 1, bias=False), (64, 128, 7, 7)),
+        ("G ConvT 64->1 5x5 s2 (14->28)", ConvTranspose2D(64, 1, 5, 2, 2, 1), (64, 64, 14, 14)),
+        ("G BatchNorm2d 128 (7x7)", BatchNorm2d(128), (64, 128, 7, 7)),
+        ("D Conv 1->64 5x5 s2 (28->14)", Conv2D(1, 64, 5, 2, 2), (64, 1, 28, 28)),
+        ("D Conv 64->128 5x5 s2 (14->7)", Conv2D(64, 128, 5, 2, 2), (64, 64, 14, 14)),
+        ("D LeakyReLU (64x14x14)", LeakyReLU(0.2), (64, 64, 14, 14)),
+        ("D Dropout 0.3 (64x14x14)", Dropout(0.3), (64, 64, 14, 14)),
+        ("D Dense 6272->1", Dense(6272, 1), (64, 6272)),
+    ]
+
+
+def bench_layers(repeats=10) -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(0)
+    for name, layer, shape in dcgan_layers():
+        X = backend.asarray(rng.standard_normal(shape).astype(backend.default_dtype()))
+        Y, cache = layer.forward(X)
+        dY = backend.asarray(rng.standard_normal(Y.shape).astype(Y.dtype))
+        fwd = statistics.median(_time(lambda: layer.forward(X), repeats))
+        bwd = statistics.median(_time(lambda: layer.backward(dY, cache), repeats))
+        f = layer_flops(layer, X.shape, Y.shape)
+        rows.append({"layer": name, "forward_ms": fwd * 1e3, "backward_ms": bwd * 1e3,
+                     "gflops_fwd_bwd": (3 * f / (fwd + bwd) / 1e9) if f else None})
+    return rows
+
+
+def main(args) -> int:
+    models = [m for m in args.models.split(",") if m]
+    batches = [int(b) for b in args.batch_sizes.split(",") if b]
+    gemm = gemm_rate()
+    result = {"backend": backend.name(), "dtype": str(backend.default_dtype()), "gemm_gflops": gemm, "models": []}
+    for kind in models:
+        for b in batches:
+            row = bench_model(kind, b, repeats=args.repeats)
+            row["fraction_of_gemm"] = row["gflops"] / gemm
+            result["models"].append(row)
+    if args.layers:
+        result["layers"] = bench_layers()
+    result["gemm_gflops_after"] = gemm_rate()  # the machine may have been busy: bracket the run
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"backend {result['backend']}, {result['dtype']}; GEMM 2048^3: {gemm:.1f} GFLOP/s "
+          f"(before), {result['gemm_gflops_after']:.1f} (after)")
+    print(f"{'model':<6} {'batch':>5} {'ms/iter med':>11} {'min':>7} {'max':>7} {'samples/s':>10} "
+          f"{'GFLOP/iter':>10} {'GFLOP/s':>8} {'of GEMM':>7} {'peak MB':>8}")
+    for r in result["models"]:
+        peak = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
+        print(f"{r['model']:<6} {r['batch']:>5} {r['ms_median']:>11.1f} {r['ms_min']:>7.1f} {r['ms_max']:>7.1f} "
+              f"{r['samples_per_s']:>10.0f} {r['gflop_per_iter']:>10.2f} {r['gflops']:>8.1f} "
+              f"{100 * r['fraction_of_gemm']:>6.0f}% {peak:>8}")
+    if args.layers:
+        print(f"\n{'layer (batch 64)':<34} {'forward ms':>10} {'backward ms':>11} {'GFLOP/s':>8}")
+        for r in result["layers"]:
+            g = "-" if r["gflops_fwd_bwd"] is None else f"{r['gflops_fwd_bwd']:.1f}"
+            print(f"{r['layer']:<34} {r['forward_ms']:>10.2f} {r['backward_ms']:>11.2f} {g:>8}")
+    return 0
