@@ -43,12 +43,15 @@ class LeakyReLU(Module):
 
 
 def sigmoid(x):
-    """Stable logistic function: 0.5 (1 + tanh(x / 2)) never overflows, for any x."""
+    """Stable logistic function, for any x and with full relative precision for x << 0.
+
+    With e = exp(-|x|) in (0, 1] nothing overflows: sigma(x) = 1 / (1 + e) for x >= 0 and
+    e / (1 + e) for x < 0. (0.5 (1 + tanh(x/2)) would cancel to exactly 0 below x ~ -17
+    in float32, which silently zeroes the minimax generator gradient.)
+    """
     xp = backend.array_module(x)
-    y = xp.tanh(x * 0.5)
-    y += 1
-    y *= 0.5
-    return y
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
 class Sigmoid(Module):

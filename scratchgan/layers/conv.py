@@ -1,17 +1,23 @@
 """Conv2D and ConvTranspose2D as one matrix product each way over im2col columns.
 
-Conv2D is a cross-correlation (as torch.nn.Conv2d), NCHW:
+Conv2D is a cross-correlation (as torch.nn.Conv2d); inputs and outputs are NCHW:
 
     Y[n, o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] * Xp[n, c, s*i + u, s*j + v]
 
-With the columns  cols[(c,u,v), (n,i,j)] = Xp[n, c, s*i+u, s*j+v]  (im2col) this is
-one GEMM,  Y2 = W2 @ cols  with W2 = W.reshape(O, C*kh*kw), and backward is two more:
+With the columns  cols[(n,i,j), (u,v,c)] = Xp[n, c, s*i+u, s*j+v]  (im2col) and the
+weight as a matrix  Wm[(u,v,c), o] = W[o, c, u, v]  this is one GEMM,  Y2 = cols @ Wm,
+and backward is two more:
 
-    dW2 = dY2 @ cols^T        dcols = W2^T @ dY2        dX = col2im(dcols)
+    dWm = cols^T @ dY2        dcols = dY2 @ Wm^T        dX = col2im(dcols)
 
 ConvTranspose2D is the adjoint of Conv2D (docs/layers/conv_transpose2d.md): its forward
 is Conv2D's input gradient (GEMM then col2im), its backward is Conv2D's forward (im2col
 then GEMM). Its weight is (in, out, kh, kw) as in torch.nn.ConvTranspose2d.
+
+Inside, the columns are laid out channels-last (n, h, w, c): every window copy in im2col
+and every strided add in col2im then moves runs of C contiguous values instead of runs of
+a few pixels, which makes both about as cheap as the matrix products need them to be
+(docs/performance.md). Only the layer boundaries are NCHW.
 """
 from __future__ import annotations
 
@@ -34,41 +40,50 @@ def conv_output_size(size, kernel, stride, padding):
 
 
 def im2col(X, kernel, stride, padding):
-    """Columns of X for a convolution: (C*kh*kw, N*Ho*Wo), plus (Ho, Wo).
+    """Columns of an NCHW array for a convolution: (N*Ho*Wo, kh*kw*C), plus (Ho, Wo).
 
-    A strided view enumerates every window without copying; the single reshape copy
-    lays the windows out so that the convolution is one BLAS call.
+    One copy makes the padded channels-last array; a strided view then enumerates every
+    window without copying, and the reshape copies the windows into the GEMM operand.
     """
     xp = backend.array_module(X)
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     N, C, H, W = X.shape
-    if ph or pw:
-        X = xp.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    Xp = xp.pad(X.transpose(0, 2, 3, 1), ((0, 0), (ph, ph), (pw, pw), (0, 0)))  # (N, Hp, Wp, C), contiguous
     Ho, Wo = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
-    sN, sC, sH, sW = X.strides
-    windows = backend.as_strided(X, (C, kh, kw, N, Ho, Wo), (sC, sH, sW, sN, sh * sH, sw * sW))
-    return windows.reshape(C * kh * kw, N * Ho * Wo), (Ho, Wo)
+    sN, sH, sW, sC = Xp.strides
+    windows = backend.as_strided(Xp, (N, Ho, Wo, kh, kw, C), (sN, sh * sH, sw * sW, sH, sW, sC))
+    return windows.reshape(N * Ho * Wo, kh * kw * C), (Ho, Wo)
 
 
 def col2im(cols, x_shape, kernel, stride, padding):
-    """The adjoint of im2col: scatter-add columns back into an (N, C, H, W) array.
+    """The adjoint of im2col: scatter-add (N*Ho*Wo, kh*kw*C) columns into an NCHW array.
 
-    Windows overlap when the stride is smaller than the kernel, so values must be
-    summed. The loop runs over the kh*kw kernel offsets only (25 for a 5x5 kernel, never
-    over batch items or pixels): each step is one vectorised strided add over the whole
-    batch, which is much faster than np.add.at on NumPy and CuPy alike.
+    Windows overlap when the stride is smaller than the kernel, so values must be summed.
+    The loop runs over the kh*kw kernel offsets only (25 for a 5x5 kernel, never over batch
+    items or pixels): each step is one vectorised strided add over the whole batch, much
+    faster than np.add.at on NumPy and CuPy alike.
     """
     xp = backend.array_module(cols)
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     N, C, H, W = x_shape
-    Hp, Wp = H + 2 * ph, W + 2 * pw
     Ho, Wo = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
-    cols = cols.reshape(C, kh, kw, N, Ho, Wo)
-    dXp = xp.zeros((C, N, Hp, Wp), dtype=cols.dtype)  # channel-major: each add below is contiguous-ish
+    cols = cols.reshape(N, Ho, Wo, kh, kw, C)
+    dXp = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=cols.dtype)
     for u in range(kh):
         for v in range(kw):
-            dXp[:, :, u:u + sh * Ho:sh, v:v + sw * Wo:sw] += cols[:, u, v]
-    return xp.ascontiguousarray(dXp[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3))
+            dXp[:, u:u + sh * Ho:sh, v:v + sw * Wo:sw, :] += cols[:, :, :, u, v, :]
+    return xp.ascontiguousarray(dXp[:, ph:ph + H, pw:pw + W, :].transpose(0, 3, 1, 2))
+
+
+def _to_nchw(Y2, N, H, W):
+    """(N*H*W, C) rows in (n, h, w) order -> a contiguous (N, C, H, W) array."""
+    Y = Y2.reshape(N, H, W, -1).transpose(0, 3, 1, 2)
+    return backend.array_module(Y).ascontiguousarray(Y)
+
+
+def _rows(X):
+    """(N, C, H, W) -> (N*H*W, C) rows in (n, h, w) order (one copy)."""
+    return X.transpose(0, 2, 3, 1).reshape(-1, X.shape[1])
 
 
 class Conv2D(Module):
@@ -95,23 +110,27 @@ class Conv2D(Module):
         if Ho < 1 or Wo < 1:
             raise ShapeError(f"{self!r}: input of {X.shape[2]}x{X.shape[3]} pixels is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.padding}")
-        W = self.params["weight"]
-        cols, _ = im2col(X, self.kernel_size, self.stride, self.padding)
-        Y2 = W.reshape(self.out_channels, -1) @ cols                    # (O, N*Ho*Wo)
+        cols, _ = im2col(X, self.kernel_size, self.stride, self.padding)  # (N*Ho*Wo, kh*kw*C)
+        Wm = self._weight_matrix()                                         # (kh*kw*C, O)
+        Y2 = cols @ Wm
         if self.use_bias:
-            Y2 += self.params["bias"][:, None]
-        Y = Y2.reshape(self.out_channels, X.shape[0], Ho, Wo).transpose(1, 0, 2, 3)
-        return backend.array_module(Y).ascontiguousarray(Y), (X.shape, cols)
+            Y2 += self.params["bias"]
+        return _to_nchw(Y2, X.shape[0], Ho, Wo), (X.shape, cols, Wm)
 
     def backward(self, dY, cache):
-        x_shape, cols = cache
-        W = self.params["weight"]
-        dY2 = dY.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)  # (O, N*Ho*Wo)
-        self.grads["weight"] += (dY2 @ cols.T).reshape(W.shape)
+        x_shape, cols, Wm = cache
+        dY2 = _rows(dY)                                                    # (N*Ho*Wo, O)
+        kh, kw = self.kernel_size
+        dWm = cols.T @ dY2                                                 # (kh*kw*C, O)
+        self.grads["weight"] += dWm.reshape(kh, kw, self.in_channels, self.out_channels).transpose(3, 2, 0, 1)
         if self.use_bias:
-            self.grads["bias"] += dY2.sum(axis=1)
-        dcols = W.reshape(self.out_channels, -1).T @ dY2                 # (C*kh*kw, N*Ho*Wo)
+            self.grads["bias"] += dY2.sum(axis=0)
+        dcols = dY2 @ Wm.T                                                 # (N*Ho*Wo, kh*kw*C)
         return col2im(dcols, x_shape, self.kernel_size, self.stride, self.padding)
+
+    def _weight_matrix(self):
+        """W (O, C, kh, kw) as the (kh*kw*C, O) matrix that multiplies the columns."""
+        return self.params["weight"].transpose(2, 3, 1, 0).reshape(-1, self.out_channels)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -153,23 +172,28 @@ class ConvTranspose2D(Module):
         Ho, Wo = self.output_shape(H, W_)
         if Ho < 1 or Wo < 1:
             raise ShapeError(f"{self!r}: input of {H}x{W_} pixels gives an empty output ({Ho}x{Wo})")
-        W = self.params["weight"]
-        X2 = X.transpose(1, 0, 2, 3).reshape(self.in_channels, -1)      # (Cin, N*H*W)
-        cols = W.reshape(self.in_channels, -1).T @ X2                    # (Cout*kh*kw, N*H*W)
+        X2 = _rows(X)                                                      # (N*H*W, Cin)
+        Wm = self._weight_matrix()                                         # (Cin, kh*kw*Cout)
+        cols = X2 @ Wm                                                     # (N*H*W, kh*kw*Cout)
         Y = col2im(cols, (N, self.out_channels, Ho, Wo), self.kernel_size, self.stride, self.padding)
         if self.use_bias:
             Y += self.params["bias"][None, :, None, None]
-        return Y, X2
+        return Y, (X2, Wm)
 
-    def backward(self, dY, X2):
-        W = self.params["weight"]
-        cols, (H, W_) = im2col(dY, self.kernel_size, self.stride, self.padding)  # (Cout*kh*kw, N*H*W)
-        self.grads["weight"] += (X2 @ cols.T).reshape(W.shape)
+    def backward(self, dY, cache):
+        X2, Wm = cache
+        cols, (H, W_) = im2col(dY, self.kernel_size, self.stride, self.padding)  # (N*H*W, kh*kw*Cout)
+        kh, kw = self.kernel_size
+        dWm = X2.T @ cols                                                  # (Cin, kh*kw*Cout)
+        self.grads["weight"] += dWm.reshape(self.in_channels, kh, kw, self.out_channels).transpose(0, 3, 1, 2)
         if self.use_bias:
             self.grads["bias"] += dY.sum(axis=(0, 2, 3))
-        dX2 = W.reshape(self.in_channels, -1) @ cols                     # (Cin, N*H*W)
-        dX = dX2.reshape(self.in_channels, dY.shape[0], H, W_).transpose(1, 0, 2, 3)
-        return backend.array_module(dX).ascontiguousarray(dX)
+        dX2 = cols @ Wm.T                                                  # (N*H*W, Cin)
+        return _to_nchw(dX2, dY.shape[0], H, W_)
+
+    def _weight_matrix(self):
+        """W (Cin, Cout, kh, kw) as the (Cin, kh*kw*Cout) matrix that makes the columns."""
+        return self.params["weight"].transpose(0, 2, 3, 1).reshape(self.in_channels, -1)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
