@@ -40,8 +40,6 @@ def cmd_train(args):
     from .checkpoint import latest_checkpoint
     from .training import TrainConfig, Trainer, load_run
     _use_backend(args)
-    if args.dtype == "float64":
-        backend.set_default_dtype(np.float64)
     out = Path(args.out or f"runs/{args.model}")
     has_ckpt = (out / "checkpoints").exists() and latest_checkpoint(out / "checkpoints") is not None
     if args.resume:
@@ -74,10 +72,11 @@ def cmd_train(args):
             batch_size=args.batch_size or DEFAULT_BATCH[args.model], lr=args.lr, beta1=args.beta1, k=args.k,
             g_loss=args.g_loss, label_smoothing=args.label_smoothing, seed=args.seed,
             backend=backend.name(), log_every=args.log_every, sample_every=args.sample_every,
-            checkpoint_every=args.checkpoint_every)
+            checkpoint_every=args.checkpoint_every, dtype=args.dtype)
         if has_ckpt and args.overwrite:
             import shutil
             shutil.rmtree(out)
+    backend.set_default_dtype(cfg.dtype)  # a resumed run keeps the dtype it was started with
     gan = models.build(cfg.model, seed=cfg.seed, **cfg.model_args)
     ds = data.load_dataset(cfg.dataset, split="train", data_dir=args.data_dir, download=args.download,
                            classes=cfg.classes, progress=not args.quiet)
@@ -222,13 +221,17 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from .backend import BackendError
+    from .backend import BackendError, set_default_dtype
     from .checkpoint import CheckpointError
+    from .data import DataError
+    from .training import DivergenceError
     try:
         return args.func(args)
-    except (BackendError, CheckpointError) as exc:
+    except (BackendError, CheckpointError, DataError, DivergenceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        set_default_dtype(np.float32)  # in-process callers (tests, notebooks) get the default back
 
 
 if __name__ == "__main__":

@@ -102,7 +102,11 @@ def softmax_cross_entropy(logits, labels):
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ValueError(f"softmax_cross_entropy: expected logits (N, K) and labels (N,), got "
                          f"{logits.shape} and {labels.shape}")
-    n = logits.shape[0]
+    n, k = logits.shape
+    # Fancy indexing would wrap a label of -1 to the last class (and CuPy wraps any
+    # out-of-range index): refuse them instead.
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        raise ValueError(f"softmax_cross_entropy: labels must be in [0, {k}), got [{int(labels.min())}, {int(labels.max())}]")
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = xp.exp(shifted)
     sum_exp = exp.sum(axis=1, keepdims=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend, losses
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, CheckpointError
+from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, remove_checkpoint, save_checkpoint
 from .images import plot_losses, save_grid
 from .models import GAN, build
 from .optim import Adam
@@ -58,11 +58,12 @@ class TrainConfig:
     label_smoothing: float = 0.0                     # one-sided: real target = 1 - label_smoothing
     seed: int = 0
     backend: str = "numpy"
+    dtype: str = "float32"                           # "float64" for checks; a resumed run keeps its dtype
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 1000
     n_samples: int = 64                              # size of the fixed-noise sample grid
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = 3                        # the newest few are kept (at least 1)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -88,8 +89,16 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.xp = backend.xp()
         self.images = backend.asarray(images, dtype=gan.G.dtype)
-        self.labels = backend.asarray(np.asarray(labels, dtype=np.int64))
         self.n = len(images)
+        labels = np.zeros(self.n, np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+        if labels.shape != (self.n,):
+            raise ValueError(f"Trainer: {self.n} images but labels of shape {labels.shape}")
+        if gan.conditional and self.n and (labels.min() < 0 or labels.max() >= gan.num_classes):
+            raise ValueError(f"Trainer: labels must be in [0, {gan.num_classes}) for this model, "
+                             f"got [{labels.min()}, {labels.max()}]")
+        # Fake labels are drawn from the classes present (e.g. only 2s after --classes 2).
+        self.label_set = np.unique(labels) if gan.conditional else None
+        self.labels = backend.asarray(labels)
         if self.n < config.batch_size:
             raise ValueError(f"batch size {config.batch_size} is larger than the data set ({self.n} images)")
         self.batches_per_epoch = self.n // config.batch_size
@@ -102,14 +111,17 @@ class Trainer:
         self._perm = None
         self._perm_epoch = -1
         self._stop_requested = False
+        self._saved_step = None
+        if config.keep_checkpoints < 1:
+            raise ValueError(f"keep_checkpoints must be at least 1, got {config.keep_checkpoints}")
         self.g_loss_fn = losses.G_LOSSES[config.g_loss] if config.g_loss in losses.G_LOSSES else None
         if self.g_loss_fn is None:
             raise ValueError(f"unknown g_loss {config.g_loss!r}; choose from {sorted(losses.G_LOSSES)}")
         # The fixed noise (and labels) every sample grid is drawn from.
         fixed_rng = backend.random_generator(self.xp, config.seed, 2**31 - 1)
         if gan.conditional:
-            per_class = max(1, config.n_samples // gan.num_classes)
-            self.fixed_labels = self.xp.repeat(self.xp.arange(gan.num_classes), per_class)
+            per_class = max(1, config.n_samples // len(self.label_set))
+            self.fixed_labels = self.xp.asarray(np.repeat(self.label_set, per_class))
             self.grid_nrow = per_class                 # one row per class
         else:
             self.fixed_labels = None
@@ -135,8 +147,10 @@ class Trainer:
         rng = backend.random_generator(self.xp, self.config.seed + 1, self.noise_calls)
         self.noise_calls += 1
         z = self.gan.sample_noise(n, rng)
-        labels = rng.integers(0, self.gan.num_classes, size=n) if self.gan.conditional else None
-        return z, labels
+        if not self.gan.conditional:
+            return z, None
+        label_set = self.xp.asarray(self.label_set)
+        return z, label_set[rng.integers(0, len(label_set), size=n)]
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict:
@@ -193,7 +207,8 @@ class Trainer:
             while self.step < total and not self._stop_requested:
                 out = self.train_step()
                 log_now = self.step % cfg.log_every == 0 or self.step == total
-                if on_cpu or log_now:  # on a GPU, fetch values only when logging
+                save_now = self.run_dir is not None and self.step % cfg.checkpoint_every == 0
+                if on_cpu or log_now or save_now:  # on a GPU, fetch values only when logging or saving
                     values = {k: float(v) for k, v in out.items()}
                     if not all(math.isfinite(values[k]) for k in ("d_loss", "g_loss")):
                         raise DivergenceError(
@@ -214,7 +229,7 @@ class Trainer:
                 if self.run_dir is not None:
                     if self.step % cfg.sample_every == 0:
                         self.save_samples()
-                    if self.step % cfg.checkpoint_every == 0:
+                    if save_now:
                         self.save()
         finally:
             if bar is not None:
@@ -222,8 +237,11 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         if self.run_dir is not None:
-            self.save_samples()
-            self.save()
+            # Unless the loop's last iteration already wrote them:
+            if self.step % cfg.sample_every != 0:
+                self.save_samples()
+            if self.step != self._saved_step:
+                self.save()
             if self._stop_requested:
                 self._say(f"interrupted: checkpoint saved at step {self.step} in {self.run_dir}; "
                           f"continue with --resume")
@@ -287,6 +305,9 @@ class Trainer:
         return arrays, meta
 
     def load_state(self, arrays, meta) -> None:
+        if meta.get("dtype", "float32") != str(self.gan.G.dtype):
+            raise CheckpointError(f"checkpoint holds {meta.get('dtype')} weights but the model is {self.gan.G.dtype}; "
+                                  f"build the model with that dtype (scratchgan train --resume does)")
         def part(prefix):
             return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
         try:
@@ -299,14 +320,19 @@ class Trainer:
         self.step, self.batch_index, self.noise_calls = meta["step"], meta["batch_index"], meta["noise_calls"]
 
     def save(self):
+        """Write a checkpoint of the current step (refuses non-finite weights)."""
+        for name, p, _ in list(self.gan.G.named_parameters()) + list(self.gan.D.named_parameters()):
+            if not bool(backend.array_module(p).isfinite(p).all()):
+                raise DivergenceError(f"training diverged at step {self.step}: parameter {name} is not finite; "
+                                      "not saving it over the last good checkpoint")
         arrays, meta = self.state()
         ckpt_dir = self.run_dir / "checkpoints"
         path = save_checkpoint(ckpt_dir / f"step_{self.step:07d}", arrays, meta)
+        self._saved_step = self.step
         # Keep the newest few; older ones are removed only after the new one is complete.
         olds = sorted(ckpt_dir.glob("step_*.json"))[:-self.config.keep_checkpoints]
         for old in olds:
-            for suffix in (".json", ".npz"):
-                old.with_suffix(suffix).unlink(missing_ok=True)
+            remove_checkpoint(old)
         return path
 
     def resume(self) -> bool:
@@ -315,8 +341,22 @@ class Trainer:
         if path is None:
             return False
         self.load_state(*load_checkpoint(path))
+        self._saved_step = self.step
+        self._truncate_metrics()
         self._say(f"resumed from {path} (step {self.step})")
         return True
+
+    def _truncate_metrics(self):
+        """Drop log rows written after the checkpoint (a crash between checkpoints)."""
+        path = self.run_dir / "metrics.csv"
+        if not path.exists():
+            return
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
 
 
 def load_run(run_dir, checkpoint=None):

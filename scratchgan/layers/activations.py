@@ -21,13 +21,14 @@ class ReLU(Module):
         return xp.where(positive, X, 0).astype(X.dtype, copy=False), positive
 
     def backward(self, dY, positive):
+        self._check_grad(dY, positive.shape)
         return backend.array_module(dY).where(positive, dY, 0).astype(dY.dtype, copy=False)
 
 
 class LeakyReLU(Module):
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope = float(negative_slope)  # a NumPy float64 would upcast float32 arrays
 
     def forward(self, X):
         xp = backend.array_module(X)
@@ -35,8 +36,8 @@ class LeakyReLU(Module):
         return xp.where(positive, X, X * self.negative_slope), positive
 
     def backward(self, dY, positive):
-        xp = backend.array_module(dY)
-        return xp.where(positive, dY, dY * self.negative_slope)
+        self._check_grad(dY, positive.shape)
+        return backend.array_module(dY).where(positive, dY, dY * self.negative_slope)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
@@ -60,6 +61,7 @@ class Sigmoid(Module):
         return Y, Y
 
     def backward(self, dY, Y):
+        self._check_grad(dY, Y.shape)
         return dY * Y * (1 - Y)
 
 
@@ -69,4 +71,5 @@ class Tanh(Module):
         return Y, Y
 
     def backward(self, dY, Y):
+        self._check_grad(dY, Y.shape)
         return dY * (1 - Y * Y)

@@ -170,6 +170,13 @@ class Module:
                                  f"(cast the input, or the model with .astype())")
             backend.array_module(X, p)  # raises when host and device arrays meet
 
+    def _check_grad(self, dY, shape):
+        """Raise ShapeError unless dY has the forward output's shape: broadcasting an
+        (N, 1) gradient against an (N, K) output would silently give wrong gradients."""
+        if tuple(dY.shape) != tuple(shape):
+            raise ShapeError(f"{self!r}.backward: expected dY of shape {tuple(shape)} (the forward output), "
+                             f"got {tuple(dY.shape)}")
+
     def extra_repr(self) -> str:
         return ""
 
@@ -184,7 +191,7 @@ class Module:
         """
         xp = backend.array_module(*(p for _, p, _ in self.named_parameters()))
         X = xp.zeros((2,) + tuple(input_shape), dtype=self.dtype or backend.default_dtype())
-        mode = self.training
+        modes = [(m, m.training) for _, m in self.named_modules()]
         self.eval()  # a summary must not move BatchNorm statistics or Dropout counters
         try:
             rows = []
@@ -192,9 +199,11 @@ class Module:
             for i, layer in enumerate(layers):
                 X = layer(X)
                 n = sum(p.size for _, p, _ in layer.named_parameters())
-                rows.append((f"{i}: {layer!r}", str((None,) + tuple(X.shape[1:])), f"{n:,}"))
+                name = repr(layer) if not isinstance(layer, Sequential) else f"Sequential({len(layer)} layers)"
+                rows.append((f"{i}: {name}", str((None,) + tuple(X.shape[1:])), f"{n:,}"))
         finally:
-            self.train(mode)
+            for m, mode in modes:  # each module gets its own mode back (a frozen D stays in eval)
+                m.training = mode
         w0 = max(len("Layer"), *(len(r[0]) for r in rows))
         w1 = max(len("Output shape"), *(len(r[1]) for r in rows))
         line = "-" * (w0 + w1 + 16)

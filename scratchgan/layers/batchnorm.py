@@ -70,6 +70,7 @@ class _BatchNorm(Module):
 
     def backward(self, dY, cache):
         Xhat, inv_std, training = cache
+        self._check_grad(dY, Xhat.shape)
         if self.affine:
             self.grads["weight"] += (dY * Xhat).sum(axis=self.axes)
             self.grads["bias"] += dY.sum(axis=self.axes)

@@ -25,7 +25,7 @@ class Dropout(Module):
 
     def forward(self, X):
         if not self.training or self.p == 0.0:
-            return X, None
+            return X, X.shape
         xp = backend.array_module(X)
         rng = backend.random_generator(xp, self.seed, int(self.buffers["calls"]))
         self.buffers["calls"] += 1
@@ -37,7 +37,12 @@ class Dropout(Module):
         return X * mask, mask
 
     def backward(self, dY, mask):
-        return dY if mask is None else dY * mask
+        """mask: the scaled keep-mask, or the input shape when the layer was the identity."""
+        if isinstance(mask, tuple):
+            self._check_grad(dY, mask)
+            return dY
+        self._check_grad(dY, mask.shape)
+        return dY * mask
 
     def extra_repr(self):
         return f"p={self.p}"

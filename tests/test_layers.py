@@ -1,0 +1,758 @@
+"""Structural checks of the layers: references written here, adjointness, BatchNorm and
+Dropout semantics, cache safety (LESSONS bug 1), no in-place changes to dY, gradient
+accumulation, modes, state dicts, summary, dtypes, errors and initialisers.
+
+Arrays are built on the host with NumPy and moved with ``backend.asarray`` so the
+tests also run with SCRATCHGAN_BACKEND=cupy.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import scratchgan as sg
+from scratchgan import backend, init, losses
+from scratchgan.layers import ShapeError
+
+seeds = st.integers(0, 2**31 - 1)
+
+
+# ---------------------------------------------------------------------------- helpers
+def A(a, dtype=None):
+    """Host array -> selected backend."""
+    return backend.asarray(np.asarray(a), dtype=dtype)
+
+
+def H(a):
+    """Any array -> host NumPy array."""
+    return backend.to_numpy(a)
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def set_param(layer, name, value):
+    layer.params[name][...] = A(np.asarray(value, dtype=H(layer.params[name]).dtype))
+
+
+def naive_conv2d(x, w, b, stride, padding):
+    """Cross-correlation by plain loops: y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] xpad[n,c,s i+u,s j+v]."""
+    N, C, Hh, Ww = x.shape
+    O, C2, kh, kw = w.shape
+    assert C == C2
+    (sh, sw), (ph, pw) = stride, padding
+    xpad = np.zeros((N, C, Hh + 2 * ph, Ww + 2 * pw))
+    xpad[:, :, ph:ph + Hh, pw:pw + Ww] = x
+    Ho, Wo = (Hh + 2 * ph - kh) // sh + 1, (Ww + 2 * pw - kw) // sw + 1
+    y = np.zeros((N, O, Ho, Wo))
+    for n in range(N):
+        for o in range(O):
+            for i in range(Ho):
+                for j in range(Wo):
+                    s = 0.0 if b is None else b[o]
+                    for c in range(C):
+                        for u in range(kh):
+                            for v in range(kw):
+                                s += w[o, c, u, v] * xpad[n, c, sh * i + u, sw * j + v]
+                    y[n, o, i, j] = s
+    return y
+
+
+def naive_conv_transpose2d(x, w, b, stride, padding, output_padding):
+    """Transposed convolution by scattering: each input pixel adds w[c, :, :, :] * x at s*i - p."""
+    N, C, Hh, Ww = x.shape
+    C2, O, kh, kw = w.shape
+    assert C == C2
+    (sh, sw), (ph, pw), (oh, ow) = stride, padding, output_padding
+    Ho, Wo = (Hh - 1) * sh - 2 * ph + kh + oh, (Ww - 1) * sw - 2 * pw + kw + ow
+    y = np.zeros((N, O, Ho, Wo))
+    for n in range(N):
+        for c in range(C):
+            for i in range(Hh):
+                for j in range(Ww):
+                    for o in range(O):
+                        for u in range(kh):
+                            for v in range(kw):
+                                r, q = sh * i + u - ph, sw * j + v - pw
+                                if 0 <= r < Ho and 0 <= q < Wo:
+                                    y[n, o, r, q] += w[c, o, u, v] * x[n, c, i, j]
+    if b is not None:
+        y += b[None, :, None, None]
+    return y
+
+
+@st.composite
+def conv_geometry(draw):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    Hh = draw(st.integers(max(1, kh - 2 * ph), max(1, kh - 2 * ph) + 4))
+    Ww = draw(st.integers(max(1, kw - 2 * pw), max(1, kw - 2 * pw) + 4))
+    return (kh, kw), (sh, sw), (ph, pw), Hh, Ww
+
+
+@st.composite
+def convT_geometry(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    oh, ow = draw(st.integers(0, sh - 1)), draw(st.integers(0, sw - 1))
+
+    def smallest(k, s, p, op):
+        h = 1
+        while (h - 1) * s - 2 * p + k + op < 1:
+            h += 1
+        return h
+
+    h0, w0 = smallest(kh, sh, ph, oh), smallest(kw, sw, pw, ow)
+    Hh, Ww = draw(st.integers(h0, h0 + 3)), draw(st.integers(w0, w0 + 3))
+    return (kh, kw), (sh, sw), (ph, pw), (oh, ow), Hh, Ww
+
+
+# ---------------------------------------------------------------------------- convolutions
+@given(geo=conv_geometry(), n=st.integers(1, 2), cin=st.integers(1, 3), cout=st.integers(1, 3),
+       bias=st.booleans(), seed=seeds)
+def test_conv2d_matches_naive_loops(geo, n, cin, cout, bias, seed):
+    k, s, p, Hh, Ww = geo
+    r = rng(seed)
+    layer = sg.Conv2D(cin, cout, k, stride=s, padding=p, bias=bias, rng=seed, dtype=np.float64)
+    if bias:
+        set_param(layer, "bias", r.standard_normal(cout))
+    x = r.standard_normal((n, cin, Hh, Ww))
+    y, _ = layer.forward(A(x))
+    ref = naive_conv2d(x, H(layer.params["weight"]), H(layer.params["bias"]) if bias else None, s, p)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(H(y), ref, rtol=1e-10, atol=1e-12)
+
+
+@given(geo=convT_geometry(), n=st.integers(1, 2), cin=st.integers(1, 3), cout=st.integers(1, 3),
+       bias=st.booleans(), seed=seeds)
+def test_conv_transpose2d_matches_naive_scatter_and_size_formula(geo, n, cin, cout, bias, seed):
+    k, s, p, op, Hh, Ww = geo
+    r = rng(seed)
+    layer = sg.ConvTranspose2D(cin, cout, k, stride=s, padding=p, output_padding=op, bias=bias, rng=seed,
+                               dtype=np.float64)
+    if bias:
+        set_param(layer, "bias", r.standard_normal(cout))
+    x = r.standard_normal((n, cin, Hh, Ww))
+    y, _ = layer.forward(A(x))
+    expected_hw = ((Hh - 1) * s[0] - 2 * p[0] + k[0] + op[0], (Ww - 1) * s[1] - 2 * p[1] + k[1] + op[1])
+    assert tuple(y.shape) == (n, cout) + expected_hw
+    assert tuple(layer.output_shape(Hh, Ww)) == expected_hw
+    ref = naive_conv_transpose2d(x, H(layer.params["weight"]), H(layer.params["bias"]) if bias else None, s, p, op)
+    np.testing.assert_allclose(H(y), ref, rtol=1e-10, atol=1e-12)
+
+
+@given(geo=conv_geometry(), n=st.integers(1, 2), cin=st.integers(1, 3), cout=st.integers(1, 3), seed=seeds)
+def test_conv_transpose_is_adjoint_of_conv(geo, n, cin, cout, seed):
+    """<conv(x), y> == <x, convT(y)> with ConvT's (in, out, kh, kw) weight = conv's (out, in, kh, kw) array."""
+    k, s, p, Hh, Ww = geo
+    r = rng(seed)
+    conv = sg.Conv2D(cin, cout, k, stride=s, padding=p, bias=False, rng=seed, dtype=np.float64)
+    # output_padding chosen so that convT maps conv's output size back to (Hh, Ww)
+    op = ((Hh + 2 * p[0] - k[0]) % s[0], (Ww + 2 * p[1] - k[1]) % s[1])
+    convT = sg.ConvTranspose2D(cout, cin, k, stride=s, padding=p, output_padding=op, bias=False, dtype=np.float64)
+    convT.params["weight"][...] = conv.params["weight"]
+    x = r.standard_normal((n, cin, Hh, Ww))
+    cx, _ = conv.forward(A(x))
+    y = r.standard_normal(tuple(cx.shape))
+    cty, _ = convT.forward(A(y))
+    assert tuple(cty.shape) == x.shape
+    lhs, rhs = float((H(cx) * y).sum()), float((x * H(cty)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+    # and the two backward passes are each other's forward
+    np.testing.assert_allclose(H(conv.backward(A(y), conv.forward(A(x))[1])), H(cty), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- batchnorm
+def _bn_with_stats(cls, c, r, dtype=np.float64):
+    bn = cls(c, dtype=dtype)
+    set_param(bn, "weight", r.uniform(0.5, 2, c))
+    set_param(bn, "bias", r.standard_normal(c))
+    bn.buffers["running_mean"][...] = A(r.standard_normal(c).astype(dtype))
+    bn.buffers["running_var"][...] = A(r.uniform(1e-4, 3, c).astype(dtype))  # small ones make eps matter
+    return bn
+
+
+@pytest.mark.parametrize("cls, shape", [(sg.BatchNorm1d, (5, 3)), (sg.BatchNorm2d, (2, 3, 4, 2))])
+def test_batchnorm_eval_is_affine_formula(cls, shape):
+    r = rng(1)
+    bn = _bn_with_stats(cls, shape[1], r).eval()
+    x = r.standard_normal(shape)
+    y, _ = bn.forward(A(x))
+    g, b = H(bn.params["weight"]), H(bn.params["bias"])
+    rm, rv = H(bn.buffers["running_mean"]), H(bn.buffers["running_var"])
+    bshape = (1, -1) + (1,) * (len(shape) - 2)
+    ref = g.reshape(bshape) * (x - rm.reshape(bshape)) / np.sqrt(rv.reshape(bshape) + 1e-5) + b.reshape(bshape)
+    np.testing.assert_allclose(H(y), ref, rtol=1e-12, atol=1e-12)
+    # eval mode leaves the statistics and the counter alone
+    np.testing.assert_array_equal(H(bn.buffers["running_mean"]), rm)
+    assert int(bn.buffers["num_batches_tracked"]) == 0
+
+
+def test_batchnorm_defaults():
+    for bn in (sg.BatchNorm1d(4), sg.BatchNorm2d(4)):
+        assert bn.eps == 1e-5 and bn.momentum == 0.1 and bn.affine
+        np.testing.assert_array_equal(H(bn.buffers["running_mean"]), np.zeros(4))
+        np.testing.assert_array_equal(H(bn.buffers["running_var"]), np.ones(4))
+        np.testing.assert_array_equal(H(bn.params["weight"]), np.ones(4))
+        np.testing.assert_array_equal(H(bn.params["bias"]), np.zeros(4))
+        assert int(bn.buffers["num_batches_tracked"]) == 0
+
+
+@given(n=st.integers(1, 4), c=st.integers(1, 4), h=st.integers(1, 4), w=st.integers(1, 4), seed=seeds)
+def test_batchnorm2d_train_normalises_per_channel(n, c, h, w, seed):
+    if n * h * w < 2:
+        n = 2
+    r = rng(seed)
+    x = r.standard_normal((n, c, h, w)) * r.uniform(0.5, 5, (1, c, 1, 1)) + r.uniform(-10, 10, (1, c, 1, 1))
+    x += r.standard_normal((1, 1, h, w))  # a per-pixel offset: per-pixel statistics would remove it
+    bn = sg.BatchNorm2d(c, dtype=np.float64)
+    y = H(bn.forward(A(x))[0])
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-9)
+    var = x.var(axis=(0, 2, 3))
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), var / (var + 1e-5), rtol=1e-9)
+    ref = (x - x.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(x.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y, ref, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("cls, shape, axes", [(sg.BatchNorm1d, (6, 3), (0,)),
+                                              (sg.BatchNorm2d, (3, 2, 3, 2), (0, 2, 3))])
+@pytest.mark.parametrize("momentum", [0.1, 0.3])
+def test_batchnorm_running_stats_momentum_unbiased(cls, shape, axes, momentum):
+    r = rng(2)
+    bn = cls(shape[1], momentum=momentum, dtype=np.float64)
+    rm, rv = np.zeros(shape[1]), np.ones(shape[1])
+    for step in range(3):
+        x = r.standard_normal(shape) * (step + 1) + step
+        bn.forward(A(x))
+        m = x.size // shape[1]
+        rm = (1 - momentum) * rm + momentum * x.mean(axis=axes)
+        rv = (1 - momentum) * rv + momentum * x.var(axis=axes) * m / (m - 1)  # unbiased
+        np.testing.assert_allclose(H(bn.buffers["running_mean"]), rm, rtol=1e-12)
+        np.testing.assert_allclose(H(bn.buffers["running_var"]), rv, rtol=1e-12)
+        assert int(bn.buffers["num_batches_tracked"]) == step + 1
+    # and the biased variance would have been distinguishable
+    assert not np.allclose(rv, (1 - momentum) * rv + momentum * x.var(axis=axes), rtol=1e-6)
+
+
+def test_batchnorm1d_train_batch_of_one_raises():
+    bn = sg.BatchNorm1d(3)
+    with pytest.raises(ShapeError, match="BatchNorm1d"):
+        bn.forward(A(np.ones((1, 3), np.float32)))
+    bn.eval()
+    y, _ = bn.forward(A(np.ones((1, 3), np.float32)))  # fine in eval mode
+    assert y.shape == (1, 3)
+
+
+# ---------------------------------------------------------------------------- dropout
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_dropout_statistics(p):
+    x = rng(3).uniform(0.5, 2.0, (2000,)).astype(np.float64)
+    layer = sg.Dropout(p, seed=7)
+    K = 200
+    ys = np.stack([H(layer.forward(A(x))[0]) for _ in range(K)])
+    # kept values are x / (1 - p), dropped ones exactly 0
+    kept = ys != 0
+    np.testing.assert_allclose(ys[kept], np.broadcast_to(x, ys.shape)[kept] / (1 - p), rtol=1e-12)
+    # fraction dropped ~ p: binomial standard deviation over K*2000 draws
+    frac, n_draws = 1 - kept.mean(), kept.size
+    assert abs(frac - p) < 6 * math.sqrt(p * (1 - p) / n_draws)
+    # expectation kept: mean over K samples ~ x, per element within 6 sigma, overall tighter
+    sigma = x * math.sqrt(p / ((1 - p) * K))
+    assert np.all(np.abs(ys.mean(axis=0) - x) < 6 * sigma)
+    assert abs(ys.mean() - x.mean()) < 6 * x.mean() * math.sqrt(p / ((1 - p) * K * x.size))
+
+
+def test_dropout_eval_identity_and_p0_identity():
+    x = rng(4).standard_normal((5, 6))
+    layer = sg.Dropout(0.5).eval()
+    np.testing.assert_array_equal(H(layer.forward(A(x))[0]), x)
+    layer0 = sg.Dropout(0.0).train()
+    y, cache = layer0.forward(A(x))
+    np.testing.assert_array_equal(H(y), x)
+    dy = rng(5).standard_normal(x.shape)
+    np.testing.assert_array_equal(H(layer0.backward(A(dy), cache)), dy)
+
+
+def test_dropout_seeds_and_consecutive_calls():
+    x = A(np.ones((50, 40)))
+    a, b, c = sg.Dropout(0.5, seed=3), sg.Dropout(0.5, seed=3), sg.Dropout(0.5, seed=4)
+    ya1, ya2 = H(a.forward(x)[0]), H(a.forward(x)[0])
+    yb1, yb2 = H(b.forward(x)[0]), H(b.forward(x)[0])
+    yc1 = H(c.forward(x)[0])
+    np.testing.assert_array_equal(ya1, yb1)
+    np.testing.assert_array_equal(ya2, yb2)
+    assert not np.array_equal(ya1, ya2), "two consecutive calls drew the same mask"
+    assert not np.array_equal(ya1, yc1), "different seeds drew the same mask"
+
+
+def test_dropout_backward_uses_the_calls_mask():
+    layer = sg.Dropout(0.5, seed=1)
+    x = A(rng(0).standard_normal((20, 30)))
+    y1, c1 = layer.forward(x)
+    y2, c2 = layer.forward(x)
+    dy = rng(1).standard_normal((20, 30))
+    np.testing.assert_array_equal(H(layer.backward(A(dy), c1)) != 0, H(y1) != 0)
+    np.testing.assert_array_equal(H(layer.backward(A(dy), c2)) != 0, H(y2) != 0)
+
+
+# ---------------------------------------------------------------------------- shape layers, activations
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 4), w=st.integers(1, 4), s=st.integers(1, 3),
+       seed=seeds)
+def test_upsample_is_np_repeat(n, c, h, w, s, seed):
+    x = rng(seed).standard_normal((n, c, h, w))
+    y = H(sg.Upsample2D(s).forward(A(x))[0])
+    np.testing.assert_array_equal(y, np.repeat(np.repeat(x, s, axis=2), s, axis=3))
+
+
+@pytest.mark.parametrize("src, dst", [((12,), (3, 4)), ((2, 6), (3, 2, 2)), ((4, 3), (12,)), ((2, 2, 3), (1, 12))])
+def test_reshape_flatten_round_trip(src, dst):
+    x = rng(0).standard_normal((3,) + src)
+    layer = sg.Reshape(*dst)
+    y, cache = layer.forward(A(x))
+    assert tuple(y.shape) == (3,) + dst
+    np.testing.assert_array_equal(H(layer.backward(y, cache)), x)
+    np.testing.assert_array_equal(H(y).reshape(x.shape), x)
+    assert tuple(sg.Reshape(dst).forward(A(x))[0].shape) == (3,) + dst  # tuple argument form
+    f = sg.Flatten()
+    z, cz = f.forward(A(x))
+    assert tuple(z.shape) == (3, int(np.prod(src)))
+    np.testing.assert_array_equal(H(f.backward(z, cz)), x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_tanh_extreme_inputs(dtype):
+    x = np.array([[-1e4, -100.0, -1.0, 0.0, 1.0, 100.0, 1e4]], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        for layer, lo, hi in ((sg.Sigmoid(), 0.0, 1.0), (sg.Tanh(), -1.0, 1.0)):
+            y, cache = layer.forward(A(x))
+            dx = H(layer.backward(A(np.ones_like(x)), cache))
+            yh = H(y)
+            assert yh.dtype == dtype and dx.dtype == dtype
+            assert np.all(np.isfinite(yh)) and np.all(np.isfinite(dx))
+            assert np.all((yh >= lo) & (yh <= hi))
+            assert yh[0, 0] == pytest.approx(lo) and yh[0, -1] == pytest.approx(hi)
+    xm = np.linspace(-8, 8, 33)
+    np.testing.assert_allclose(H(sg.Sigmoid().forward(A(xm))[0]), 1 / (1 + np.exp(-xm)), rtol=1e-12)
+    np.testing.assert_allclose(H(sg.Tanh().forward(A(xm))[0]), np.tanh(xm), rtol=1e-12)
+
+
+def test_sigmoid_relative_precision_for_negative_inputs():
+    """sigmoid(x) for x << 0 is e^x (1 - e^x ...): tiny but with full relative precision.
+    0.5 * (1 + tanh(x / 2)) cancels catastrophically there (exactly 0 below about -37 in
+    float64 and -17 in float32), which zeroes e.g. the minimax G gradient."""
+    x = np.array([-700.0, -100.0, -40.0, -20.0, -10.0])
+    ref = np.exp(x) / (1 + np.exp(x))
+    np.testing.assert_allclose(H(sg.Sigmoid().forward(A(x))[0]), ref, rtol=1e-12)
+    y32 = H(sg.Sigmoid().forward(A(np.array([-20.0, -30.0], np.float32)))[0])
+    np.testing.assert_allclose(y32, ref[[3]].tolist() + [np.exp(-30.0)], rtol=1e-5)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.2, 1.5])
+def test_relu_leaky_relu_values(slope):
+    x = np.array([[-2.0, -0.5, 0.5, 3.0]])
+    np.testing.assert_array_equal(H(sg.ReLU().forward(A(x))[0]), np.maximum(x, 0))
+    np.testing.assert_allclose(H(sg.LeakyReLU(slope).forward(A(x))[0]), np.where(x > 0, x, slope * x))
+
+
+# ---------------------------------------------------------------------------- cache safety (LESSONS 1)
+def _mlp_discriminator(seed):
+    return sg.Sequential(sg.Dense(6, 5, rng=seed, dtype=np.float64), sg.BatchNorm1d(5, dtype=np.float64),
+                         sg.LeakyReLU(0.2), sg.Dropout(0.4, seed=seed), sg.Dense(5, 1, rng=seed + 1, dtype=np.float64))
+
+
+def _conv_discriminator(seed):
+    return sg.Sequential(sg.Conv2D(1, 3, 3, stride=2, padding=1, rng=seed, dtype=np.float64),
+                         sg.BatchNorm2d(3, dtype=np.float64), sg.LeakyReLU(0.2), sg.Dropout(0.3, seed=seed),
+                         sg.Flatten(), sg.Dense(3 * 3 * 3, 1, rng=seed + 1, dtype=np.float64))
+
+
+def _grads(m):
+    return {k: H(g).copy() for k, _, g in m.named_parameters()}
+
+
+@pytest.mark.parametrize("make, in_shape", [(_mlp_discriminator, (4, 6)), (_conv_discriminator, (4, 1, 5, 5))])
+def test_cache_safety_real_fake_reverse_order(make, in_shape):
+    r = rng(8)
+    D = make(3)
+    real, fake = r.standard_normal(in_shape), r.standard_normal(in_shape) * 2 + 1
+    d_real, d_fake = r.standard_normal((in_shape[0], 1)), r.standard_normal((in_shape[0], 1))
+
+    # reference: each branch alone (a dummy forward keeps the Dropout call counter in step)
+    Dr = D.copy()
+    _, cr = Dr.forward(A(real))
+    dx_real = H(Dr.backward(A(d_real), cr))
+    g_real = _grads(Dr)
+    Df = D.copy()
+    Df.forward(A(real))
+    _, cf = Df.forward(A(fake))
+    Df.zero_grad()
+    dx_fake = H(Df.backward(A(d_fake), cf))
+    g_fake = _grads(Df)
+
+    # the GAN step: both forwards first, then backwards in the opposite order
+    Dg = D.copy()
+    _, cache_real = Dg.forward(A(real))
+    _, cache_fake = Dg.forward(A(fake))
+    dxf = H(Dg.backward(A(d_fake), cache_fake))
+    for k, g in _grads(Dg).items():
+        np.testing.assert_allclose(g, g_fake[k], rtol=1e-12, atol=1e-14, err_msg=k)
+    dxr = H(Dg.backward(A(d_real), cache_real))
+    np.testing.assert_allclose(dxf, dx_fake, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dxr, dx_real, rtol=1e-12, atol=1e-14)
+    for k, g in _grads(Dg).items():
+        np.testing.assert_allclose(g, g_real[k] + g_fake[k], rtol=1e-12, atol=1e-14, err_msg=k)
+    assert not np.allclose(dx_real, dx_fake[: len(dx_real)])  # the two branches really differ
+
+
+# ---------------------------------------------------------------------------- per-layer contract
+LAYERS = {
+    "dense": (lambda: sg.Dense(4, 3, rng=0), (5, 4)),
+    "dense_nobias": (lambda: sg.Dense(4, 3, bias=False, rng=0), (5, 4)),
+    "conv2d": (lambda: sg.Conv2D(2, 3, 3, stride=2, padding=1, rng=0), (2, 2, 5, 5)),
+    "convT": (lambda: sg.ConvTranspose2D(2, 3, 4, stride=2, padding=1, output_padding=1, rng=0), (2, 2, 3, 3)),
+    "bn1d": (lambda: sg.BatchNorm1d(4), (5, 4)),
+    "bn1d_noaffine": (lambda: sg.BatchNorm1d(4, affine=False), (5, 4)),
+    "bn2d": (lambda: sg.BatchNorm2d(2), (3, 2, 2, 2)),
+    "relu": (lambda: sg.ReLU(), (3, 4)),
+    "leaky": (lambda: sg.LeakyReLU(0.2), (3, 4)),
+    "sigmoid": (lambda: sg.Sigmoid(), (3, 4)),
+    "tanh": (lambda: sg.Tanh(), (3, 4)),
+    "dropout": (lambda: sg.Dropout(0.5, seed=1), (3, 4)),
+    "reshape": (lambda: sg.Reshape(2, 2), (3, 4)),
+    "flatten": (lambda: sg.Flatten(), (3, 2, 2)),
+    "upsample": (lambda: sg.Upsample2D(2), (2, 1, 2, 3)),
+    "sequential": (lambda: sg.Sequential(sg.Dense(4, 6, rng=0), sg.BatchNorm1d(6), sg.LeakyReLU(0.2),
+                                         sg.Dropout(0.3), sg.Dense(6, 2, rng=1), sg.Tanh()), (5, 4)),
+}
+PARAM_LAYERS = [k for k in LAYERS if k not in ("relu", "leaky", "sigmoid", "tanh", "dropout", "reshape",
+                                               "flatten", "upsample", "bn1d_noaffine")]
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_forward_backward_do_not_modify_inputs(name, training):
+    make, shape = LAYERS[name]
+    layer = make().train(training)
+    r = rng(9)
+    x = A(r.standard_normal(shape).astype(np.float32))
+    x_copy = H(x).copy()
+    y, cache = layer.forward(x)
+    dy = A(r.standard_normal(tuple(y.shape)).astype(np.float32))
+    dy_copy = H(dy).copy()
+    layer.backward(dy, cache)
+    np.testing.assert_array_equal(H(dy), dy_copy, err_msg="backward changed dY in place")
+    np.testing.assert_array_equal(H(x), x_copy, err_msg="forward/backward changed X in place")
+
+
+@pytest.mark.parametrize("name", sorted(PARAM_LAYERS))
+def test_gradients_accumulate_and_zero_grad(name):
+    make, shape = LAYERS[name]
+    layer = make().astype(np.float64)
+    r = rng(10)
+    x = A(r.standard_normal(shape))
+    y, cache = layer.forward(x)
+    dy1, dy2 = A(r.standard_normal(tuple(y.shape))), A(r.standard_normal(tuple(y.shape)))
+    layer.zero_grad()
+    layer.backward(dy1, cache)
+    g1 = _grads(layer)
+    layer.zero_grad()
+    for _, _, g in layer.named_parameters():
+        assert not np.any(H(g)), "zero_grad left non-zero gradients"
+    layer.backward(dy2, cache)
+    g2 = _grads(layer)
+    layer.zero_grad()
+    layer.backward(dy1, cache)
+    layer.backward(dy2, cache)
+    for k, g in _grads(layer).items():
+        np.testing.assert_allclose(g, g1[k] + g2[k], rtol=1e-12, atol=1e-14, err_msg=k)
+        assert np.any(g1[k]), f"{k}: zero gradient, test would be vacuous"
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky", "sigmoid", "tanh", "bn1d", "bn1d_noaffine", "dropout", "dense",
+                                  "sequential"])
+def test_backward_rejects_upstream_gradient_of_wrong_shape(name):
+    """LESSONS 4: dL/d(D output) of shape (n, 1) fed into a layer whose output is (n, k)
+    must be an error, not broadcast silently into a wrong gradient."""
+    make, shape = LAYERS[name]
+    layer = make().train()
+    y, cache = layer.forward(A(rng(0).standard_normal(shape).astype(np.float32)))
+    assert y.shape[1] > 1
+    bad = A(np.ones((y.shape[0], 1), np.float32))
+    with pytest.raises((ShapeError, ValueError)):
+        layer.backward(bad, cache)
+
+
+def test_train_eval_recurse_into_sequential():
+    inner = sg.Sequential(sg.Dropout(0.5), sg.BatchNorm1d(3))
+    model = sg.Sequential(sg.Dense(3, 3), inner, sg.Sequential(sg.Sequential(sg.BatchNorm1d(3))))
+    assert model.eval() is model
+    assert all(not m.training for _, m in model.named_modules())
+    assert model.train() is model
+    assert all(m.training for _, m in model.named_modules())
+    model.train(False)
+    assert not model[2][0][0].training
+
+
+# ---------------------------------------------------------------------------- state
+def _state_model(seed=0):
+    return sg.Sequential(sg.Dense(3, 4, rng=seed), sg.BatchNorm1d(4), sg.LeakyReLU(0.2),
+                         sg.Dense(4, 2, rng=seed + 1))
+
+
+def test_state_dict_names():
+    model = sg.Sequential(sg.Dense(3, 4), sg.BatchNorm1d(4), sg.ReLU(),
+                          sg.Sequential(sg.Dense(4, 2, bias=False), sg.Dropout(0.5)))
+    assert set(model.state_dict()) == {
+        "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
+        "3.0.weight", "3.1.calls"}
+    assert [n for n, _, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.weight", "1.bias", "3.0.weight"]
+
+
+def test_load_state_dict_round_trip_and_errors():
+    a, b = _state_model(0), _state_model(100)
+    x = A(rng(0).standard_normal((6, 3)).astype(np.float32))
+    for _ in range(3):  # move the running statistics
+        a.forward(x)
+    saved = {k: H(v).copy() for k, v in a.state_dict().items()}
+    b.load_state_dict(saved)
+    for k, v in b.state_dict().items():
+        np.testing.assert_array_equal(H(v), saved[k], err_msg=k)
+    assert int(b[1].buffers["num_batches_tracked"]) == 3
+    a.eval(), b.eval()
+    np.testing.assert_array_equal(H(a(x)), H(b(x)))
+    # loading copies: changing the source afterwards does not change the model
+    saved["0.weight"][...] = 123.0
+    assert not np.any(H(b[0].params["weight"]) == 123.0)
+
+    wrong = dict(saved)
+    wrong["0.weight"] = np.zeros((4, 4), np.float32)
+    with pytest.raises(ShapeError, match=r"0\.weight"):
+        b.load_state_dict(wrong)
+    missing = {k: v for k, v in saved.items() if k != "1.running_var"}
+    with pytest.raises(KeyError, match="running_var"):
+        b.load_state_dict(missing)
+    with pytest.raises(KeyError, match="extra"):
+        b.load_state_dict({**saved, "extra.weight": np.zeros(1)})
+
+
+def test_copy_is_deep():
+    a = _state_model(0)
+    b = a.copy()
+    b[0].params["weight"][...] = 0
+    b[0].grads["weight"][...] = 1
+    assert np.any(H(a[0].params["weight"]) != 0) and not np.any(H(a[0].grads["weight"]))
+
+
+# ---------------------------------------------------------------------------- summary
+def test_summary_rows_and_total():
+    model = sg.Sequential(sg.Dense(10, 20), sg.ReLU(), sg.Dense(20, 5, bias=False), sg.Reshape(5, 1, 1),
+                          sg.ConvTranspose2D(5, 3, 2, stride=2), sg.BatchNorm2d(3))
+    text = model.summary((10,), print_fn=None)
+    lines = text.splitlines()
+    expect = [("Dense(10, 20)", "(None, 20)", "220"), ("ReLU", "(None, 20)", "0"),
+              ("Dense(20, 5", "(None, 5)", "100"), ("Reshape", "(None, 5, 1, 1)", "0"),
+              ("ConvTranspose2D", "(None, 3, 2, 2)", str(5 * 3 * 2 * 2 + 3)), ("BatchNorm2d", "(None, 3, 2, 2)", "6")]
+    for i, (layer, shape, n) in enumerate(expect):
+        row = [ln for ln in lines if ln.startswith(f"{i}: ")]
+        assert len(row) == 1, text
+        assert layer in row[0] and shape in row[0] and row[0].split()[-1] == n, row[0]
+    total = 220 + 100 + 63 + 6
+    assert model.num_parameters() == total
+    assert f"Total params: {total:,}" in text
+    printed = []
+    model.summary((10,), print_fn=printed.append)
+    assert printed == [text]
+
+
+def test_summary_does_not_change_state_or_modes():
+    G = sg.Sequential(sg.Dense(4, 6), sg.BatchNorm1d(6), sg.Dropout(0.5))
+    D = sg.Sequential(sg.Dense(6, 6), sg.BatchNorm1d(6), sg.Dropout(0.5), sg.Dense(6, 1))
+    model = sg.Sequential(G, D)
+    D.eval()  # mixed modes, e.g. a frozen D kept in eval
+    before = {k: H(v).copy() for k, v in model.state_dict().items()}
+    model.summary((4,), print_fn=None)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(H(v), before[k], err_msg=k)
+    assert G.training and all(m.training for _, m in G.named_modules())
+    assert all(not m.training for _, m in D.named_modules()), "summary() put an eval-mode submodule into train mode"
+
+
+# ---------------------------------------------------------------------------- dtypes
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_dtype_preserved_through_every_layer(name, dtype):
+    backend.set_default_dtype(dtype)
+    make, shape = LAYERS[name]
+    layer = make().train()
+    x = A(rng(0).standard_normal(shape).astype(dtype))
+    y, cache = layer.forward(x)
+    assert y.dtype == dtype, f"forward: {y.dtype}"
+    dx = layer.backward(A(rng(1).standard_normal(tuple(y.shape)).astype(dtype)), cache)
+    assert dx.dtype == dtype, f"backward: {dx.dtype}"
+    for k, p, g in layer.named_parameters():
+        assert p.dtype == dtype and g.dtype == dtype, k
+    for k, b in layer.named_buffers():
+        if np.dtype(b.dtype).kind == "f":
+            assert b.dtype == dtype, k
+    layer.eval()
+    assert layer.forward(x)[0].dtype == dtype
+
+
+def test_leaky_relu_numpy_scalar_slope_keeps_float32():
+    """A slope read from a config as np.float64 must not upcast float32 activations."""
+    layer = sg.LeakyReLU(np.float64(0.2))
+    x = A(rng(0).standard_normal((3, 4)).astype(np.float32))
+    y, cache = layer.forward(x)
+    assert y.dtype == np.float32
+    assert layer.backward(A(np.ones((3, 4), np.float32)), cache).dtype == np.float32
+
+
+def _dcgan(seed=0):
+    G = sg.Sequential(sg.Dense(8, 16 * 2 * 2, init="dcgan", rng=seed), sg.Reshape(16, 2, 2), sg.BatchNorm2d(16),
+                      sg.ReLU(), sg.ConvTranspose2D(16, 8, 4, stride=2, padding=1, init="dcgan", rng=seed + 1),
+                      sg.BatchNorm2d(8), sg.ReLU(), sg.Upsample2D(2),
+                      sg.ConvTranspose2D(8, 1, 3, stride=1, padding=1, init="dcgan", rng=seed + 2), sg.Tanh())
+    D = sg.Sequential(sg.Conv2D(1, 8, 4, stride=2, padding=1, init="dcgan", rng=seed + 3), sg.LeakyReLU(0.2),
+                      sg.Dropout(0.3), sg.Conv2D(8, 16, 4, stride=2, padding=1, init="dcgan", rng=seed + 4),
+                      sg.BatchNorm2d(16), sg.LeakyReLU(0.2), sg.Flatten(), sg.Dense(16 * 2 * 2, 1, rng=seed + 5))
+    return G, D
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_preserved_through_dcgan_chain(dtype):
+    backend.set_default_dtype(dtype)
+    G, D = _dcgan()
+    z = A(rng(0).standard_normal((4, 8)).astype(dtype))
+    real = A(rng(1).uniform(-1, 1, (4, 1, 8, 8)).astype(dtype))
+    fake, cg = G.forward(z)
+    assert tuple(fake.shape) == (4, 1, 8, 8) and fake.dtype == dtype
+    lr, cr = D.forward(real)
+    lf, cf = D.forward(fake)
+    loss, d_r, d_f = losses.d_loss(lr, lf, 0.9)
+    assert lr.dtype == lf.dtype == loss.dtype == d_r.dtype == d_f.dtype == dtype
+    D.backward(d_r, cr)
+    D.backward(d_f, cf)
+    gl, dg = losses.g_loss_nonsaturating(lf)
+    dfake = D.backward(dg, cf)
+    assert dfake.dtype == dtype and tuple(dfake.shape) == tuple(fake.shape)
+    dz = G.backward(dfake, cg)
+    assert dz.dtype == dtype
+    for m in (G, D):
+        for k, p, g in m.named_parameters():
+            assert p.dtype == dtype and g.dtype == dtype, k
+            assert np.all(np.isfinite(H(g))), k
+
+
+# ---------------------------------------------------------------------------- errors
+def _raises_shape_error(fn, *fragments):
+    with pytest.raises(ShapeError) as info:
+        fn()
+    msg = str(info.value)
+    for f in fragments:
+        assert f in msg, f"{f!r} not in error message: {msg}"
+    return msg
+
+
+def test_error_dense_wrong_in_features():
+    _raises_shape_error(lambda: sg.Dense(3, 2).forward(A(np.zeros((4, 5), np.float32))), "Dense", "3", "(4, 5)")
+    _raises_shape_error(lambda: sg.Dense(3, 2).forward(A(np.zeros((4, 3, 1), np.float32))), "Dense", "(4, 3, 1)")
+
+
+def test_error_conv2d_inputs():
+    conv = sg.Conv2D(3, 4, 3)
+    _raises_shape_error(lambda: conv.forward(A(np.zeros((2, 2, 5, 5), np.float32))), "Conv2D", "3", "(2, 2, 5, 5)")
+    _raises_shape_error(lambda: conv.forward(A(np.zeros((3, 5, 5), np.float32))), "Conv2D", "4-D", "(3, 5, 5)")
+    _raises_shape_error(lambda: conv.forward(A(np.zeros((2, 3, 2, 2), np.float32))), "Conv2D", "2x2")
+    # padding makes a small input valid
+    assert tuple(sg.Conv2D(3, 4, 3, padding=1).forward(A(np.zeros((2, 3, 1, 1), np.float32)))[0].shape) == (2, 4, 1, 1)
+
+
+def test_error_conv_transpose_output_padding():
+    for op, s in ((2, 2), (1, 1), (3, 2)):
+        with pytest.raises(ValueError, match="output_padding") as info:
+            sg.ConvTranspose2D(2, 2, 3, stride=s, output_padding=op)
+        assert "ConvTranspose2D" in str(info.value)
+    _raises_shape_error(lambda: sg.ConvTranspose2D(2, 3, 3).forward(A(np.zeros((1, 3, 2, 2), np.float32))),
+                        "ConvTranspose2D", "(1, 3, 2, 2)")
+
+
+def test_error_batchnorm_wrong_channels():
+    _raises_shape_error(lambda: sg.BatchNorm2d(3).forward(A(np.zeros((2, 4, 2, 2), np.float32))),
+                        "BatchNorm2d", "3", "(2, 4, 2, 2)")
+    _raises_shape_error(lambda: sg.BatchNorm1d(3).forward(A(np.zeros((2, 4), np.float32))), "BatchNorm1d", "(2, 4)")
+    _raises_shape_error(lambda: sg.BatchNorm1d(3).forward(A(np.zeros((2, 3, 1, 1), np.float32))), "BatchNorm1d")
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: sg.Dense(3, 2), (2, 3)), (lambda: sg.Conv2D(1, 2, 2), (1, 1, 3, 3)),
+    (lambda: sg.ConvTranspose2D(1, 2, 2), (1, 1, 3, 3)), (lambda: sg.BatchNorm1d(3), (2, 3)),
+    (lambda: sg.BatchNorm2d(1, affine=False), (2, 1, 2, 2)), (lambda: sg.Sequential(sg.Dense(3, 2)), (2, 3)),
+])
+def test_error_dtype_mismatch(make, shape):
+    layer = make()  # float32 by default
+    msg = _raises_shape_error(lambda: layer.forward(A(np.zeros(shape, np.float64))), "float32", "float64")
+    assert type(layer.layers[0] if isinstance(layer, sg.Sequential) else layer).__name__ in msg
+
+
+def test_error_reshape_incompatible():
+    _raises_shape_error(lambda: sg.Reshape(3, 3).forward(A(np.zeros((2, 8), np.float32))), "Reshape", "(2, 8)")
+
+
+# ---------------------------------------------------------------------------- initialisers
+def test_init_seeded_reproducible():
+    a, b, c = sg.Dense(30, 20, rng=5), sg.Dense(30, 20, rng=5), sg.Dense(30, 20, rng=6)
+    np.testing.assert_array_equal(H(a.params["weight"]), H(b.params["weight"]))
+    assert not np.array_equal(H(a.params["weight"]), H(c.params["weight"]))
+    sg.manual_seed(42)
+    d = sg.Conv2D(3, 4, 3)
+    sg.manual_seed(42)
+    e = sg.Conv2D(3, 4, 3)
+    np.testing.assert_array_equal(H(d.params["weight"]), H(e.params["weight"]))
+    for name in init.INITIALISERS:
+        x = init.initialise(name, 7, (8, 5, 3, 3), np.float64)
+        y = init.initialise(name, 7, (8, 5, 3, 3), np.float64)
+        np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_init_glorot_uniform_bound():
+    w = H(sg.Dense(300, 200, init="glorot_uniform", rng=0).params["weight"]).astype(np.float64)
+    bound = math.sqrt(6 / (300 + 200))
+    assert np.abs(w).max() <= bound * (1 + 1e-6)
+    assert np.abs(w).max() > 0.99 * bound
+    assert w.var() == pytest.approx(bound**2 / 3, rel=0.02)
+    wc = H(sg.Conv2D(16, 32, 3, init="glorot_uniform", rng=0).params["weight"]).astype(np.float64)
+    bc = math.sqrt(6 / (16 * 9 + 32 * 9))
+    assert np.abs(wc).max() <= bc * (1 + 1e-6) and np.abs(wc).max() > 0.99 * bc
+
+
+def test_init_he_normal_std():
+    w = H(sg.Conv2D(64, 128, 3, init="he_normal", rng=1).params["weight"]).astype(np.float64)
+    assert w.std() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.02)
+    assert abs(w.mean()) < 4 * math.sqrt(2 / (64 * 9)) / math.sqrt(w.size)
+    d = H(sg.Dense(500, 400, init="he_normal", rng=2).params["weight"]).astype(np.float64)
+    assert d.std() == pytest.approx(math.sqrt(2 / 500), rel=0.02)
+
+
+def test_init_dcgan_std():
+    w = H(sg.ConvTranspose2D(64, 32, 4, init="dcgan", rng=3).params["weight"]).astype(np.float64)
+    assert w.std() == pytest.approx(0.02, rel=0.02)
+    assert abs(w.mean()) < 4 * 0.02 / math.sqrt(w.size)
+
+
+def test_init_unknown_name():
+    with pytest.raises(ValueError, match="nonsense"):
+        sg.Dense(3, 2, init="nonsense")
+    with pytest.raises(ValueError, match="glorot_uniform"):
+        init.initialise("nonsense", 0, (2, 2), np.float32)
+
+
+def test_bias_initialised_to_zero():
+    for layer in (sg.Dense(5, 4, rng=0), sg.Conv2D(2, 3, 3, rng=0), sg.ConvTranspose2D(2, 3, 3, rng=0)):
+        assert not np.any(H(layer.params["bias"]))
