@@ -14,6 +14,11 @@ SGD with momentum mu (torch.optim.SGD, dampening 0):
 
 State (moments, step count) is keyed by parameter name and can be saved and restored
 exactly with state_dict() / load_state_dict(). Derivation: docs/optimizers.md.
+
+An optimiser packs its model's parameters and gradients into one flat buffer each
+(Module.flatten_parameters), so one step is a handful of vector operations over all of
+them. Cast or move the model (astype, to) BEFORE creating its optimiser: replacing the
+parameters afterwards is detected and refused.
 """
 from __future__ import annotations
 
@@ -27,16 +32,38 @@ __all__ = ["Adam", "SGD"]
 class _Optimizer:
     def __init__(self, module, lr):
         self.module, self.lr = module, lr
-        self.names = [name for name, _, _ in module.named_parameters()]
+        self.flat_p, self.flat_g = module.flatten_parameters()
+        self.names, self.slices = [], {}
+        self._views = [(p, g) for _, p, g in module.named_parameters()]  # to detect replaced parameters
+        offset = 0
+        for name, p, _ in module.named_parameters():
+            self.names.append(name)
+            self.slices[name] = (slice(offset, offset + p.size), p.shape)
+            offset += p.size
 
     def zero_grad(self) -> None:
         self.module.zero_grad()
+
+    def _zeros(self):
+        return backend.array_module(self.flat_p).zeros_like(self.flat_p)
+
+    def _per_name(self, flat, prefix) -> dict:
+        """Views of a flat state array, one per parameter name."""
+        return {f"{prefix}.{n}": flat[sl].reshape(shape) for n, (sl, shape) in self.slices.items()}
+
+    def _check_module(self):
+        current = [(p, g) for _, p, g in self.module.named_parameters()]
+        if len(current) != len(self._views) or any(p is not p0 or g is not g0
+                                                   for (p, g), (p0, g0) in zip(current, self._views)):
+                raise RuntimeError(f"{type(self).__name__}: the model's parameters were replaced after the "
+                                   "optimiser was created (astype/to/flatten_parameters?); create the optimiser "
+                                   "after casting or moving the model")
 
     def _state_arrays(self) -> dict:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        """Hyper-parameters, step count and per-parameter state (arrays are copies)."""
+        """Step count and per-parameter state by name (arrays are copies)."""
         state = {k: v.copy() for k, v in self._state_arrays().items()}
         state["t"] = np.array(self.t, np.int64)
         return state
@@ -60,33 +87,36 @@ class Adam(_Optimizer):
         self.beta1, self.beta2 = betas
         self.eps, self.weight_decay = eps, weight_decay
         self.t = 0
-        params = {name: p for name, p, _ in module.named_parameters()}
-        self.m = {k: backend.array_module(p).zeros_like(p) for k, p in params.items()}
-        self.v = {k: backend.array_module(p).zeros_like(p) for k, p in params.items()}
+        self.m, self.v, self._tmp = self._zeros(), self._zeros(), self._zeros()
 
     def step(self) -> None:
+        if self.flat_p is None:
+            return
+        self._check_module()
         self.t += 1
-        b1, b2 = self.beta1, self.beta2
+        xp = backend.array_module(self.flat_p)
+        b1, b2, p, m, v, tmp = self.beta1, self.beta2, self.flat_p, self.m, self.v, self._tmp
+        g = self.flat_g + self.weight_decay * p if self.weight_decay else self.flat_g
         step_size = self.lr / (1 - b1 ** self.t)
         sqrt_bc2 = (1 - b2 ** self.t) ** 0.5
-        for name, p, g in self.module.named_parameters():
-            xp = backend.array_module(p)
-            if self.weight_decay:
-                g = g + self.weight_decay * p
-            m, v = self.m[name], self.v[name]
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * (g * g)
-            denom = xp.sqrt(v)
-            denom *= 1.0 / sqrt_bc2
-            denom += self.eps
-            p -= step_size * (m / denom)
+        m *= b1                                   # m <- b1 m + (1 - b1) g
+        xp.multiply(g, 1 - b1, out=tmp)
+        m += tmp
+        v *= b2                                   # v <- b2 v + (1 - b2) g^2
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        v += tmp
+        xp.sqrt(v, out=tmp)                       # sqrt(v / (1 - b2^t)) + eps
+        tmp *= 1.0 / sqrt_bc2
+        tmp += self.eps
+        xp.divide(m, tmp, out=tmp)                # p <- p - lr / (1 - b1^t) * m / (...)
+        tmp *= step_size
+        p -= tmp
 
     def _state_arrays(self):
-        state = {f"m.{k}": a for k, a in self.m.items()}
-        state.update({f"v.{k}": a for k, a in self.v.items()})
-        return state
+        if self.flat_p is None:
+            return {}
+        return {**self._per_name(self.m, "m"), **self._per_name(self.v, "v")}
 
 
 class SGD(_Optimizer):
@@ -96,23 +126,24 @@ class SGD(_Optimizer):
             raise ValueError("SGD: nesterov needs momentum > 0")
         self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
         self.t = 0
-        self.buf = {name: backend.array_module(p).zeros_like(p) for name, p, _ in module.named_parameters()} \
-            if momentum else {}
+        self.buf = self._zeros() if momentum and self.flat_p is not None else None
 
     def step(self) -> None:
+        if self.flat_p is None:
+            return
+        self._check_module()
         self.t += 1
-        for name, p, g in self.module.named_parameters():
-            if self.weight_decay:
-                g = g + self.weight_decay * p
-            if self.momentum:
-                b = self.buf[name]
-                if self.t == 1:
-                    b[...] = g
-                else:
-                    b *= self.momentum
-                    b += g
-                g = g + self.momentum * b if self.nesterov else b
-            p -= self.lr * g
+        p = self.flat_p
+        g = self.flat_g + self.weight_decay * p if self.weight_decay else self.flat_g
+        if self.momentum:
+            b = self.buf
+            if self.t == 1:
+                b[...] = g                        # torch: the first step's buffer is g itself
+            else:
+                b *= self.momentum
+                b += g
+            g = g + self.momentum * b if self.nesterov else b
+        p -= self.lr * g
 
     def _state_arrays(self):
-        return {f"buf.{k}": a for k, a in self.buf.items()}
+        return self._per_name(self.buf, "buf") if self.buf is not None else {}

@@ -166,15 +166,15 @@ class Trainer:
             logits_real, cache_real = D.forward(gan.d_input(x, y))
             logits_fake, cache_fake = D.forward(gan.d_input(fake, y_fake))
             d_loss, d_real, d_fake = losses.d_loss(logits_real, logits_fake, real_target)
-            D.backward(d_real, cache_real)
-            D.backward(d_fake, cache_fake)
+            D.backward(d_real, cache_real, input_grad=False)  # D's inputs need no gradient here
+            D.backward(d_fake, cache_fake, input_grad=False)
             self.opt_D.step()
         # Generator step on the last fake batch, through the just-updated D.
         logits_fake, cache_fake = D.forward(gan.d_input(fake, y_fake))
         g_loss, dlogits = self.g_loss_fn(logits_fake)
         d_in = D.backward(dlogits, cache_fake)  # D's grads are cleared before its next step
         G.zero_grad()
-        G.backward(gan.d_input_grad_to_images(d_in, fake.shape), g_cache)
+        G.backward(gan.d_input_grad_to_images(d_in, fake.shape), g_cache, input_grad=False)  # z needs none
         self.opt_G.step()
         self.step += 1
         from .layers.activations import sigmoid

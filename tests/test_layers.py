@@ -756,3 +756,25 @@ def test_init_unknown_name():
 def test_bias_initialised_to_zero():
     for layer in (sg.Dense(5, 4, rng=0), sg.Conv2D(2, 3, 3, rng=0), sg.ConvTranspose2D(2, 3, 3, rng=0)):
         assert not np.any(H(layer.params["bias"]))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cgan", "dcgan"])
+def test_backward_without_input_grad_gives_the_same_parameter_gradients(kind):
+    """Sequential.backward(..., input_grad=False) skips only the data's gradient: every
+    parameter gradient must equal the one from the full backward pass."""
+    from scratchgan import models
+    kw = {"dcgan": dict(g_channels=(8, 4, 2), d_channels=(2, 4))}.get(kind, {})
+    gan = models.build(kind, **kw)
+    rng = np.random.default_rng(3)
+    for net, shape in ((gan.G, (5, gan.latent_dim + gan.num_classes)),
+                       (gan.D, (5, 794) if gan.conditional else (5, 1, 28, 28))):
+        X = A(rng.standard_normal(shape).astype(np.float32))
+        Y, cache = net.forward(X)
+        dY = A(rng.standard_normal(Y.shape).astype(np.float32))
+        net.zero_grad()
+        assert net.backward(dY, cache).shape == X.shape
+        full = {k: H(g).copy() for k, _, g in net.named_parameters()}
+        net.zero_grad()
+        assert net.backward(dY, cache, input_grad=False) is None
+        for k, _, g in net.named_parameters():
+            np.testing.assert_allclose(H(g), full[k], rtol=1e-6, atol=1e-7, err_msg=k)

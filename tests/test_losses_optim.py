@@ -432,3 +432,27 @@ def test_two_optimizers_alternating_gan_step_keeps_each_net_separate():
     for k, v in _params(D).items():
         np.testing.assert_array_equal(v, d0[k])
     assert any(not np.array_equal(v, g0[k]) for k, v in _params(G).items())
+
+
+@pytest.mark.parametrize("make", [lambda m: sg.Adam(m), lambda m: sg.SGD(m, momentum=0.9)])
+def test_optimiser_refuses_parameters_replaced_after_creation(make):
+    """The optimiser steps flat buffers that the model's parameters are views of; casting
+    the model afterwards would leave it stepping stale copies, so it must refuse."""
+    model = sg.Sequential(sg.Dense(3, 2, rng=0), sg.Dense(2, 1, rng=1))
+    opt = make(model)
+    opt.step()
+    model.astype(np.float64)
+    with pytest.raises(RuntimeError, match="replaced after the optimiser was created"):
+        opt.step()
+
+
+def test_parameters_are_views_of_the_optimisers_flat_buffer():
+    model = sg.Sequential(sg.Dense(3, 2, rng=0), sg.Dense(2, 1, rng=1))
+    before = {k: np.array(p) for k, p, _ in model.named_parameters()}
+    opt = sg.Adam(model, lr=0.1)
+    for k, p, _ in model.named_parameters():
+        np.testing.assert_array_equal(np.asarray(p), before[k])       # values kept by packing
+    for _, _, g in model.named_parameters():
+        g[...] = 1.0
+    opt.step()
+    assert all(not np.array_equal(np.asarray(p), before[k]) for k, p, _ in model.named_parameters())

@@ -49,6 +49,11 @@ class Module:
         gradients and return dL/dX."""
         raise NotImplementedError
 
+    def backward_params(self, dY, cache) -> None:
+        """Accumulate parameter gradients only, for a layer whose input is data (no dL/dX
+        needed). Layers with weights override it to skip the input-gradient product."""
+        self.backward(dY, cache)
+
     def __call__(self, X):
         """Output only, for inference and sampling (no cache kept)."""
         return self.forward(X)[0]
@@ -72,6 +77,33 @@ class Module:
         for prefix, m in self.named_modules():
             for k, b in m.buffers.items():
                 yield prefix + k, b
+
+    def flatten_parameters(self):
+        """Put all parameters in one contiguous buffer and all gradients in another; each
+        ``params[k]`` / ``grads[k]`` becomes a view into them. Values are kept.
+
+        Optimisers call this so that a step is a few vector operations over everything
+        instead of a dozen small ones per parameter. Returns (flat_params, flat_grads).
+        """
+        entries = [(m, k) for _, m in self.named_modules() for k in m.params]
+        if not entries:
+            return None, None
+        first = entries[0][0].params[entries[0][1]]
+        xp, dtype = backend.array_module(first), first.dtype
+        if any(m.params[k].dtype != dtype for m, k in entries):
+            raise TypeError(f"{type(self).__name__}.flatten_parameters: parameters of mixed dtypes")
+        total = sum(m.params[k].size for m, k in entries)
+        flat_p, flat_g = xp.empty(total, dtype), xp.empty(total, dtype)
+        offset = 0
+        for m, k in entries:
+            p, g = m.params[k], m.grads[k]
+            n = p.size
+            flat_p[offset:offset + n] = p.reshape(-1)
+            flat_g[offset:offset + n] = g.reshape(-1)
+            m.params[k] = flat_p[offset:offset + n].reshape(p.shape)
+            m.grads[k] = flat_g[offset:offset + n].reshape(p.shape)
+            offset += n
+        return flat_p, flat_g
 
     def num_parameters(self) -> int:
         return int(sum(p.size for _, p, _ in self.named_parameters()))
@@ -251,13 +283,20 @@ class Sequential(Module):
             caches.append(cache)
         return X, caches
 
-    def backward(self, dY, caches):
+    def backward(self, dY, caches, input_grad: bool = True):
+        """Back through every layer in reverse. With input_grad=False (the input is data,
+        e.g. D on a real batch) the first layer with parameters only accumulates its
+        parameter gradients and the layers before it are skipped; returns None."""
         if len(caches) != len(self.layers):
             raise ValueError(f"Sequential.backward: got {len(caches)} caches for {len(self.layers)} layers "
                              "(pass the cache returned by this model's forward)")
-        for layer, cache in zip(reversed(self.layers), reversed(caches)):
-            dY = layer.backward(dY, cache)
-        return dY
+        first = 0 if input_grad else next((i for i, m in enumerate(self.layers) if m.num_parameters()), 0)
+        for i in range(len(self.layers) - 1, first, -1):
+            dY = self.layers[i].backward(dY, caches[i])
+        if input_grad:
+            return self.layers[0].backward(dY, caches[0])
+        self.layers[first].backward_params(dY, caches[first])
+        return None
 
     def __repr__(self):
         inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))

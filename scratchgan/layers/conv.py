@@ -118,15 +118,25 @@ class Conv2D(Module):
         return _to_nchw(Y2, X.shape[0], Ho, Wo), (X.shape, cols, Wm)
 
     def backward(self, dY, cache):
-        x_shape, cols, Wm = cache
-        dY2 = _rows(dY)                                                    # (N*Ho*Wo, O)
+        x_shape, _, Wm = cache
+        dY2 = self._weight_grads(dY, cache)                                # (N*Ho*Wo, O)
+        dcols = dY2 @ Wm.T                                                 # (N*Ho*Wo, kh*kw*C)
+        return col2im(dcols, x_shape, self.kernel_size, self.stride, self.padding)
+
+    def backward_params(self, dY, cache):
+        self._weight_grads(dY, cache)
+
+    def _weight_grads(self, dY, cache):
+        """Accumulate dW and db; return dY as (N*Ho*Wo, O) rows for the input gradient."""
+        x_shape, cols, _ = cache
+        self._check_grad(dY, (x_shape[0], self.out_channels) + self.output_shape(*x_shape[2:]))
+        dY2 = _rows(dY)
         kh, kw = self.kernel_size
         dWm = cols.T @ dY2                                                 # (kh*kw*C, O)
         self.grads["weight"] += dWm.reshape(kh, kw, self.in_channels, self.out_channels).transpose(3, 2, 0, 1)
         if self.use_bias:
             self.grads["bias"] += dY2.sum(axis=0)
-        dcols = dY2 @ Wm.T                                                 # (N*Ho*Wo, kh*kw*C)
-        return col2im(dcols, x_shape, self.kernel_size, self.stride, self.padding)
+        return dY2
 
     def _weight_matrix(self):
         """W (O, C, kh, kw) as the (kh*kw*C, O) matrix that multiplies the columns."""
@@ -178,18 +188,28 @@ class ConvTranspose2D(Module):
         Y = col2im(cols, (N, self.out_channels, Ho, Wo), self.kernel_size, self.stride, self.padding)
         if self.use_bias:
             Y += self.params["bias"][None, :, None, None]
-        return Y, (X2, Wm)
+        return Y, (X2, Wm, (N, H, W_))
 
     def backward(self, dY, cache):
-        X2, Wm = cache
-        cols, (H, W_) = im2col(dY, self.kernel_size, self.stride, self.padding)  # (N*H*W, kh*kw*Cout)
+        _, Wm, x_shape = cache
+        cols = self._weight_grads(dY, cache)                               # (N*H*W, kh*kw*Cout)
+        dX2 = cols @ Wm.T                                                  # (N*H*W, Cin)
+        return _to_nchw(dX2, *x_shape)
+
+    def backward_params(self, dY, cache):
+        self._weight_grads(dY, cache)
+
+    def _weight_grads(self, dY, cache):
+        """Accumulate dW and db; return the columns of dY for the input gradient."""
+        X2, _, (N, H, W_) = cache
+        self._check_grad(dY, (N, self.out_channels) + self.output_shape(H, W_))
+        cols, _ = im2col(dY, self.kernel_size, self.stride, self.padding)   # (N*H*W, kh*kw*Cout)
         kh, kw = self.kernel_size
         dWm = X2.T @ cols                                                  # (Cin, kh*kw*Cout)
         self.grads["weight"] += dWm.reshape(self.in_channels, kh, kw, self.out_channels).transpose(0, 3, 1, 2)
         if self.use_bias:
             self.grads["bias"] += dY.sum(axis=(0, 2, 3))
-        dX2 = cols @ Wm.T                                                  # (N*H*W, Cin)
-        return _to_nchw(dX2, dY.shape[0], H, W_)
+        return cols
 
     def _weight_matrix(self):
         """W (Cin, Cout, kh, kw) as the (Cin, kh*kw*Cout) matrix that makes the columns."""

@@ -32,11 +32,14 @@ class Dense(Module):
         return Y, X
 
     def backward(self, dY, X):
-        W = self.params["weight"]
+        self.backward_params(dY, X)
+        return dY @ self.params["weight"]
+
+    def backward_params(self, dY, X):
+        self._check_grad(dY, (X.shape[0], self.out_features))
         self.grads["weight"] += dY.T @ X
         if self.use_bias:
             self.grads["bias"] += dY.sum(axis=0)
-        return dY @ W
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}" + ("" if self.use_bias else ", bias=False")
