@@ -13,7 +13,7 @@ GAN losses (Goodfellow et al. 2014), D's logits on real data l_r and on fakes l_
     G, minimax       L_G = mean log(1 - D(G(z))) = -mean softplus(l_f)        (saturates)
     G, non-saturating L_G = -mean log D(G(z)) = BCE(l_f, 1)                    (the default)
 
-Derivations, and why the minimax form saturates: docs/gan_objective.md, docs/losses.md.
+Derivations, and why the minimax form saturates: docs/gan-objective.md, docs/losses.md.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ generator loss by default. One training step is:
 The fake batch of the last D step is reused for the G step (as in the PyTorch DCGAN
 recipe): G's forward cache is still valid because only D has changed. D's weights are
 "frozen" in the G step by not stepping D's optimiser; the gradient still flows through D.
-docs/training.md maps each line of the algorithm to the code below.
+docs/gan-objective.md maps each line of the algorithm to the code below.
 
 All randomness is (seed, counter) based: noise for step t comes from
 random_generator(seed, t), data order from (seed, epoch), Dropout masks from each
@@ -112,6 +112,8 @@ class Trainer:
         self._perm_epoch = -1
         self._stop_requested = False
         self._saved_step = None
+        if config.k < 1:
+            raise ValueError(f"k (discriminator steps per generator step) must be at least 1, got {config.k}")
         if config.keep_checkpoints < 1:
             raise ValueError(f"keep_checkpoints must be at least 1, got {config.keep_checkpoints}")
         self.g_loss_fn = losses.G_LOSSES[config.g_loss] if config.g_loss in losses.G_LOSSES else None

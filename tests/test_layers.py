@@ -778,3 +778,16 @@ def test_backward_without_input_grad_gives_the_same_parameter_gradients(kind):
         assert net.backward(dY, cache, input_grad=False) is None
         for k, _, g in net.named_parameters():
             np.testing.assert_allclose(H(g), full[k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+def test_batchnorm_momentum_none_is_the_cumulative_average():
+    """torch.nn: momentum=None makes the running statistics the plain average over batches."""
+    bn = sg.BatchNorm1d(3, momentum=None)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(i, 1 + i, (6, 3)) .astype(np.float32) for i in range(4)]
+    for b in batches:
+        bn.forward(A(b))
+    np.testing.assert_allclose(H(bn.buffers["running_mean"]), np.mean([b.mean(0) for b in batches], axis=0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(H(bn.buffers["running_var"]), np.mean([b.var(0, ddof=1) for b in batches], axis=0),
+                               rtol=1e-5)

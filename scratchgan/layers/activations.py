@@ -51,8 +51,8 @@ def sigmoid(x):
     """Stable logistic function, for any x and with full relative precision for x << 0.
 
     With e = exp(-|x|) in (0, 1] nothing overflows: sigma(x) = 1 / (1 + e) for x >= 0 and
-    e / (1 + e) for x < 0. (0.5 (1 + tanh(x/2)) would cancel to exactly 0 below x ~ -17
-    in float32, which silently zeroes the minimax generator gradient.)
+    e / (1 + e) for x < 0. (0.5 (1 + tanh(x/2)) loses all relative precision near x ~ -17
+    and is exactly 0 from about -20 in float32, which silently zeroes the minimax G gradient.)
     """
     xp = backend.array_module(x)
     e = xp.exp(-xp.abs(x))

@@ -11,7 +11,8 @@ Train mode (m = number of values per channel, statistics over axes A):
 
 Eval mode uses the running statistics, so the layer is a fixed affine map per channel:
 dX = dY * gamma / sqrt(running_var + eps). momentum and eps mean what they mean in
-torch.nn (momentum=0.1, eps=1e-5). Derivation: docs/layers/batchnorm.md.
+torch.nn (momentum=0.1, eps=1e-5; momentum=None keeps a cumulative average).
+Derivation: docs/layers/batchnorm.md.
 """
 from __future__ import annotations
 
@@ -56,12 +57,14 @@ class _BatchNorm(Module):
             inv_std = 1.0 / (var + self.eps) ** 0.5
             Xhat = Xc
             Xhat *= self._shape(inv_std)  # reuse the centred buffer: one temporary fewer
-            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
-            rm *= 1 - self.momentum
-            rm += self.momentum * mu
-            rv *= 1 - self.momentum
-            rv += (self.momentum * m / (m - 1)) * var
             self.buffers["num_batches_tracked"] += 1
+            # momentum=None: the cumulative average over all batches so far, as torch.
+            f = self.momentum if self.momentum is not None else 1.0 / int(self.buffers["num_batches_tracked"])
+            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+            rm *= 1 - f
+            rm += f * mu
+            rv *= 1 - f
+            rv += (f * m / (m - 1)) * var
         else:
             inv_std = 1.0 / (self.buffers["running_var"] + self.eps) ** 0.5
             Xhat = (X - self._shape(self.buffers["running_mean"])) * self._shape(inv_std)
