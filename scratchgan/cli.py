@@ -78,14 +78,17 @@ def cmd_train(args):
             shutil.rmtree(out)
     backend.set_default_dtype(cfg.dtype)  # a resumed run keeps the dtype it was started with
     gan = models.build(cfg.model, seed=cfg.seed, **cfg.model_args)
-    ds = data.load_dataset(cfg.dataset, split="train", data_dir=args.data_dir, download=args.download,
-                           classes=cfg.classes, progress=not args.quiet)
+    import warnings
+    with warnings.catch_warnings():  # the note below says it plainly, without a warning's source line
+        warnings.simplefilter("ignore", UserWarning)
+        ds = data.load_dataset(cfg.dataset, split="train", data_dir=args.data_dir, download=args.download,
+                               classes=cfg.classes, progress=not args.quiet)
+    if ds.is_bundled:  # said even with --quiet
+        print(f"note: training on the {ds.source}; for the full data set use --data-dir DIR, "
+              "$SCRATCHGAN_DATA or --download", file=sys.stderr)
     scale = "tanh" if gan.output == "tanh" else "sigmoid"
     if not args.quiet:
         print(f"data: {ds.name} ({ds.split}), {len(ds):,} images from {ds.source}")
-        if ds.is_bundled:
-            print("note: training on the BUNDLED SAMPLE (the first 10,000 MNIST training images), "
-                  "not the full data set")
         print(f"model: {cfg.model} on {backend.name()}  ->  {out}")
         gan.G.summary((gan.latent_dim + gan.num_classes,))
         gan.D.summary((784 + gan.num_classes,) if gan.conditional else gan.image_shape)
