@@ -138,6 +138,15 @@ def cmd_interpolate(args):
     return 0
 
 
+def cmd_evaluate(args):
+    from . import metrics
+    _use_backend(args)
+    result = metrics.evaluate_run(args.run_dir, n=args.n, seed=args.seed, batch=args.batch, data_dir=args.data_dir,
+                                  n_real=args.n_real, progress=None if args.quiet else print)
+    print(json.dumps(result, indent=2) if args.json else metrics.format_report(result))
+    return 0
+
+
 def cmd_gradcheck(args):
     from .gradcheck_suite import run_suite
     _use_backend(args)
@@ -219,6 +228,18 @@ def build_parser():
     b.add_argument("--json", action="store_true")
     _add_backend(b)
     b.set_defaults(func=cmd_bench)
+    e = sub.add_parser("evaluate", help="score a run with the judge: FID, classifier score, precision/recall, "
+                                        "memorisation, next to real-data ceilings")
+    e.add_argument("run_dir")
+    e.add_argument("--n", type=int, default=10000, help="generated samples (cgan: n/10 per class)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch", type=int, default=500)
+    e.add_argument("--data-dir", default=None, help="folder holding the official test set (t10k-*-ubyte.gz)")
+    e.add_argument("--n-real", type=int, default=None, help="use only the first N real test/train images")
+    e.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    e.add_argument("--quiet", action="store_true")
+    _add_backend(e)
+    e.set_defaults(func=cmd_evaluate)
     return p
 
 
@@ -227,10 +248,13 @@ def main(argv=None):
     from .backend import BackendError, set_default_dtype
     from .checkpoint import CheckpointError
     from .data import DataError
+    from .judge import JudgeError
+    from .metrics import EvaluationDataMissing
     from .training import DivergenceError
     try:
         return args.func(args)
-    except (BackendError, CheckpointError, DataError, DivergenceError, ValueError) as exc:
+    except (BackendError, CheckpointError, DataError, DivergenceError, JudgeError, EvaluationDataMissing,
+            ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

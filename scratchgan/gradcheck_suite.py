@@ -6,7 +6,7 @@ import numpy as np
 
 from . import backend, losses
 from .gradcheck import gradcheck
-from .layers import (BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, LeakyReLU,
+from .layers import (AvgPool2D, MaxPool2D, BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, LeakyReLU,
                      ReLU, Reshape, Sequential, Sigmoid, Tanh, Upsample2D)
 
 
@@ -36,6 +36,8 @@ def _cases():
         ("Reshape", Reshape(2, 3), dict(shape=(4, 6))),
         ("Flatten", Flatten(), dict(shape=(2, 2, 3, 3))),
         ("Upsample2D(2)", Upsample2D(2), dict(shape=(2, 2, 3, 3))),
+        ("MaxPool2D(2)", MaxPool2D(2), dict(shape=(2, 2, 5, 5))),
+        ("AvgPool2D(3, stride 2)", AvgPool2D(3, 2), dict(shape=(2, 2, 7, 7))),
         ("bce_with_logits", losses.bce_with_logits, dict(inputs=(rng.normal(0, 3, (6, 1)), rng.uniform(0, 1, (6, 1))))),
         ("d_loss", losses.d_loss, dict(inputs=(rng.normal(0, 3, (6, 1)), rng.normal(0, 3, (6, 1))))),
         ("g_loss_nonsaturating", losses.g_loss_nonsaturating, dict(inputs=(rng.normal(0, 3, (6, 1)),))),

@@ -242,7 +242,9 @@ class InpaintResult:
     losses (steps + 1, N)    L of the kept restart at every step (row 0: the initial z; the
                              last row: the final z, by which the restart was chosen)
     labels (N,) or None      the label used per image (conditional models)
-    restart_losses (R, N)    the final loss of every restart
+    restart_losses (C, N)    the final loss of every candidate: C = restarts, or restarts x
+                             num_classes when a conditional model searched the labels (candidate
+                             block b used label b % num_classes)
     """
     completed: object
     generated: object

@@ -120,27 +120,27 @@ class Judge:
             return xp.concatenate(parts) if parts else xp.zeros((0, width), dtype)
         return cat(feats, self.feature_dim), cat(logits, self.num_classes)
 
-    def features_and_logits(self, x, batch: int = 500):
+    def features_and_logits(self, x, batch: int = 200):
         """(features, logits) in one pass over the images."""
         return self._run(x, batch, with_logits=True, with_features=True)
 
-    def logits(self, x, batch: int = 500):
+    def logits(self, x, batch: int = 200):
         """(N, num_classes) logits, on the judge's backend."""
         return self._run(x, batch)[1]
 
-    def features(self, x, batch: int = 500):
+    def features(self, x, batch: int = 200):
         """(N, hidden) penultimate activations (after the hidden ReLU), on the judge's backend."""
         return self._run(x, batch, with_logits=False, with_features=True)[0]
 
-    def probs(self, x, batch: int = 500):
+    def probs(self, x, batch: int = 200):
         """(N, num_classes) softmax probabilities."""
         return softmax(self.logits(x, batch))
 
-    def predict(self, x, batch: int = 500):
+    def predict(self, x, batch: int = 200):
         """(N,) predicted labels."""
         return self.logits(x, batch).argmax(axis=1)
 
-    def accuracy(self, x, labels, batch: int = 500) -> float:
+    def accuracy(self, x, labels, batch: int = 200) -> float:
         pred = backend.to_numpy(self.predict(x, batch))
         return float(np.mean(pred == np.asarray(backend.to_numpy(labels))))
 

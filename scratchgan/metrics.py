@@ -155,30 +155,44 @@ def _chunks(n, chunk):
     return ((i, min(i + chunk, n)) for i in range(0, n, chunk))
 
 
-def nearest_neighbour_distances(query, reference, k: int = 1, chunk: int = 500):
+def _smallest_k(d, k, xp):
+    """Column indices (rows, k) of the k smallest entries of each row of d, in increasing order."""
+    if k < d.shape[1]:
+        part = xp.argpartition(d, k - 1, axis=1)[:, :k]
+    else:
+        part = xp.broadcast_to(xp.arange(d.shape[1]), d.shape).copy()
+    order = xp.argsort(xp.take_along_axis(d, part, axis=1), axis=1)
+    return xp.take_along_axis(part, order, axis=1)
+
+
+def nearest_neighbour_distances(query, reference, k: int = 1, chunk: int = 500, ref_chunk: int = 10000):
     """Euclidean distances (N, k) from each query item to its k nearest reference items, and
-    their indices (N, k), nearest first. Items are flattened (pixels or features); float64;
-    distances are computed ``chunk`` queries at a time (memory ~ chunk * len(reference)).
-    Arrays stay on their backend."""
-    q, r = _as_float64(query), _as_float64(reference)
-    xp = backend.array_module(q, r)
-    if q.shape[1] != r.shape[1]:
-        raise ValueError(f"nearest_neighbour_distances: query items have {q.shape[1]} values, reference {r.shape[1]}")
-    if not 1 <= k <= len(r):
-        raise ValueError(f"nearest_neighbour_distances: k must be in [1, {len(r)}], got {k}")
-    r_sq = (r * r).sum(axis=1)
-    dists, idxs = [], []
-    for i, j in _chunks(len(q), chunk):
-        d = pairwise_sq_distances(q[i:j], r, r_sq)
-        if k < len(r):
-            part = xp.argpartition(d, k - 1, axis=1)[:, :k]
-        else:
-            part = xp.broadcast_to(xp.arange(len(r)), d.shape).copy()
-        dk = xp.take_along_axis(d, part, axis=1)
-        order = xp.argsort(dk, axis=1)
-        idxs.append(xp.take_along_axis(part, order, axis=1))
-        dists.append(xp.sqrt(xp.take_along_axis(dk, order, axis=1)))
-    return xp.concatenate(dists), xp.concatenate(idxs)
+    their indices (N, k), nearest first. Items are flattened (pixels or features); float64.
+
+    Distances are computed for ``chunk`` queries against ``ref_chunk`` reference items at a time,
+    keeping the k best so far, so memory stays ~ chunk * ref_chunk whatever the sizes (a 60,000-
+    image training set is never copied to float64 at once). Arrays stay on their backend.
+    """
+    xp = backend.array_module(query, reference)
+    nq, nr = len(query), len(reference)
+    q = _as_float64(query)
+    if q.shape[1] != int(np.prod(reference.shape[1:])):
+        raise ValueError(f"nearest_neighbour_distances: query items have {q.shape[1]} values, reference "
+                         f"{int(np.prod(reference.shape[1:]))}")
+    if not 1 <= k <= nr:
+        raise ValueError(f"nearest_neighbour_distances: k must be in [1, {nr}], got {k}")
+    best_d = xp.full((nq, k), xp.inf)
+    best_i = xp.zeros((nq, k), dtype=xp.int64)
+    for a, b in _chunks(nr, ref_chunk):
+        r = _as_float64(reference[a:b])
+        r_sq = (r * r).sum(axis=1)
+        for i, j in _chunks(nq, chunk):
+            d = xp.concatenate([best_d[i:j], pairwise_sq_distances(q[i:j], r, r_sq)], axis=1)
+            cand = xp.concatenate([best_i[i:j], xp.broadcast_to(xp.arange(a, b), (j - i, b - a))], axis=1)
+            pick = _smallest_k(d, k, xp)
+            best_d[i:j] = xp.take_along_axis(d, pick, axis=1)
+            best_i[i:j] = xp.take_along_axis(cand, pick, axis=1)
+    return xp.sqrt(best_d), best_i
 
 
 def kth_nn_radii(features, k: int = 3, chunk: int = 500):
@@ -285,7 +299,10 @@ def real_reference(dataset: str = "mnist", data_dir=None, judge=None, batch: int
     images: the floor a perfect generator could reach with this many samples; classifier score
     and class histogram of the test images; precision/recall of train vs test; the test images'
     median nearest-neighbour distance to the training set; the judge's test accuracy), and
-    ``noise`` the FID and classifier score of uniform-noise images U[0, 1]. The arrays needed to
+    ``noise`` the FID and classifier score of uniform-noise images U[0, 1]. FID and precision/
+    recall use as many training images as test images (the first ones), so that the real
+    numbers have the sample size of a 10,000-sample GAN evaluation; the nearest-neighbour
+    (memorisation) distances use the whole training set. The arrays needed to
     score generated samples are kept too. Cached in memory per arguments (one entry).
     """
     from .judge import load_judge
@@ -317,11 +334,11 @@ def real_reference(dataset: str = "mnist", data_dir=None, judge=None, batch: int
         test_source=test_src,
         train_source=train_src, n_test=len(x_test), n_train=len(x_train), n_nn=nq,
         summary={
-            "fid": frechet_distance(*gaussian_stats(f_train), *stats_test),
+            "fid": frechet_distance(*gaussian_stats(f_train[:len(x_test)]), *stats_test),
             "classifier_score": classifier_score(p_test, splits),
             "class_histogram": class_histogram(pred_test, judge.num_classes),
             "judge_accuracy": float(np.mean(pred_test == np.asarray(y_test))),
-            **precision_recall_knn(f_test, f_train, k=k, real_radii=radii_test),
+            **precision_recall_knn(f_test, f_train[:len(x_test)], k=k, real_radii=radii_test),
             "nn_pixel_median": float(np.median(backend.to_numpy(nn_pix_test))),
             "nn_feature_median": float(np.median(backend.to_numpy(nn_feat_test))),
         },

@@ -6,9 +6,10 @@ from .batchnorm import BatchNorm1d, BatchNorm2d
 from .activations import ReLU, LeakyReLU, Sigmoid, Tanh
 from .dropout import Dropout
 from .shape import Reshape, Flatten, Upsample2D
+from .pooling import MaxPool2D, AvgPool2D
 
 __all__ = [
     "Module", "Sequential", "ShapeError", "Dense", "Conv2D", "ConvTranspose2D",
     "BatchNorm1d", "BatchNorm2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout",
-    "Reshape", "Flatten", "Upsample2D",
+    "Reshape", "Flatten", "Upsample2D", "MaxPool2D", "AvgPool2D",
 ]

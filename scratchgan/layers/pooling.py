@@ -51,8 +51,8 @@ class _Pool2D(Module):
         return (H - kh) // sh + 1, (W - kw) // sw + 1
 
     def _offsets(self, shape):
-        """Check an input of ``shape``; yield (k, index) with index selecting, for every window,
-        its element at kernel offset k = u * kw + v: a strided (N, C, Ho, Wo) view."""
+        """Yield (k, index) for each kernel offset k = u * kw + v: X[index] is the strided
+        (N, C, Ho, Wo) view holding element (u, v) of every window."""
         N, C, H, W = shape
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         Ho, Wo = self.output_shape(H, W)

@@ -1,0 +1,263 @@
+"""Metrics against known answers, and evaluate_run end to end on a tiny run."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scratchgan import backend, metrics
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+HAS_TEST_SET = (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists()
+
+
+def _random_spd(rng, d, rank=None):
+    A = rng.standard_normal((d, rank or d))
+    return A @ A.T + (1e-3 * np.eye(d) if rank is None else 0.0)
+
+
+# --------------------------------------------------------------------------- Frechet distance
+
+def test_frechet_identical_is_zero():
+    rng = np.random.default_rng(0)
+    mu, S = rng.standard_normal(6), _random_spd(rng, 6)
+    assert metrics.frechet_distance(mu, S, mu, S) == pytest.approx(0.0, abs=1e-9)
+
+
+@given(d=st.integers(1, 8), seed=st.integers(0, 2**31 - 1))
+def test_frechet_diagonal_closed_form(d, seed):
+    rng = np.random.default_rng(seed)
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    a, b = rng.uniform(0.01, 4.0, d), rng.uniform(0.01, 4.0, d)
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert metrics.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+@given(d=st.integers(2, 8), seed=st.integers(0, 2**31 - 1))
+def test_frechet_commuting_covariances(d, seed):
+    """S1 = Q diag(a) Q^T, S2 = Q diag(b) Q^T commute: the distance is that of the diagonals."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    a, b = rng.uniform(0.01, 4.0, d), rng.uniform(0.01, 4.0, d)
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    got = metrics.frechet_distance(mu1, Q @ np.diag(a) @ Q.T, mu2, Q @ np.diag(b) @ Q.T)
+    assert got == pytest.approx(expected, rel=1e-8, abs=1e-10)
+
+
+@given(d=st.integers(1, 12), seed=st.integers(0, 2**31 - 1))
+def test_frechet_matches_scipy_sqrtm(d, seed):
+    rng = np.random.default_rng(seed)
+    S1, S2 = _random_spd(rng, d), _random_spd(rng, d)
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    covmean = scipy.linalg.sqrtm(S1 @ S2)
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(S1) + np.trace(S2) - 2 * np.trace(covmean).real
+    assert metrics.frechet_distance(mu1, S1, mu2, S2) == pytest.approx(expected, rel=1e-7, abs=1e-8)
+
+
+def test_frechet_rank_deficient_is_finite_and_nonnegative():
+    """Fewer samples than dimensions: singular covariances (tiny negative eigenvalues) must not
+    give NaN (scipy's sqrtm route can return complex values there)."""
+    rng = np.random.default_rng(3)
+    S1, S2 = _random_spd(rng, 20, rank=5), _random_spd(rng, 20, rank=3)
+    d = metrics.frechet_distance(np.zeros(20), S1, np.zeros(20), S2)
+    assert math.isfinite(d) and d >= 0
+    assert metrics.frechet_distance(np.zeros(20), S1, np.zeros(20), S1) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_frechet_shape_error():
+    with pytest.raises(ValueError, match="shapes"):
+        metrics.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+def test_fid_of_samples():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((20000, 4))
+    b = rng.standard_normal((20000, 4)) * 2.0 + 1.0   # N(1, 4 I): distance 4 * 1 + 4 * (2 - 1)^2 = 8
+    assert metrics.fid(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.fid(a, rng.standard_normal((20000, 4))) < 0.01
+    assert metrics.fid(a, b) == pytest.approx(8.0, rel=0.03)
+    mu, S = metrics.gaussian_stats(a)
+    assert mu.dtype == np.float64 and S.shape == (4, 4)
+
+
+# --------------------------------------------------------------------------- classifier statistics
+
+def test_classifier_score_extremes():
+    K, n = 10, 10000
+    confident_uniform = np.eye(K)[np.arange(n) % K]
+    mean, std = metrics.classifier_score(confident_uniform)
+    assert mean == pytest.approx(10.0, rel=1e-9) and std == pytest.approx(0.0, abs=1e-9)
+    one_class = np.eye(K)[np.zeros(n, dtype=int)]
+    assert metrics.classifier_score(one_class)[0] == pytest.approx(1.0)
+    undecided = np.full((n, K), 1.0 / K)
+    assert metrics.classifier_score(undecided)[0] == pytest.approx(1.0)
+
+
+def test_classifier_score_two_classes_known_value():
+    # half the samples sure of class 0, half sure of class 1: exp(log 2) = 2 in every split
+    p = np.eye(10)[np.arange(1000) % 2]
+    assert metrics.classifier_score(p, splits=10)[0] == pytest.approx(2.0)
+    # soft predictions p(y|x) = (0.75, 0.25) / (0.25, 0.75): KL = 0.75 log 1.5 + 0.25 log 0.5
+    q = np.zeros((1000, 10))
+    q[::2, :2] = [0.75, 0.25]
+    q[1::2, :2] = [0.25, 0.75]
+    expected = math.exp(0.75 * math.log(1.5) + 0.25 * math.log(0.5))
+    assert metrics.classifier_score(q, splits=10)[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_class_histogram():
+    h = metrics.class_histogram(np.array([0, 0, 1, 1, 2, 2, 3, 3]), 4)
+    assert h["shares"] == [0.25] * 4 and h["min_share"] == 0.25 and h["kl_uniform"] == pytest.approx(0.0)
+    h = metrics.class_histogram(np.full(50, 7), 10)
+    assert h["min_share"] == 0.0 and h["shares"][7] == 1.0 and h["kl_uniform"] == pytest.approx(math.log(10))
+    h = metrics.class_histogram(np.array([0, 0, 0, 1]), 2)
+    assert h["min_class"] == 1 and h["kl_uniform"] == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5))
+
+
+def test_label_accuracy():
+    target = np.repeat(np.arange(3), 4)
+    pred = target.copy()
+    pred[[0, 4, 5]] = 2           # class 0: 3/4 right, class 1: 2/4, class 2: 4/4
+    la = metrics.label_accuracy(pred, target)
+    assert la["overall"] == pytest.approx(9 / 12)
+    assert la["per_class"] == [0.75, 0.5, 1.0] and la["worst"] == 0.5 and la["worst_class"] == 1
+
+
+# --------------------------------------------------------------------------- distances
+
+def _brute_nn(q, r):
+    d = np.sqrt(((q[:, None, :] - r[None, :, :]) ** 2).sum(axis=2))
+    return d
+
+
+@pytest.mark.parametrize("chunk,ref_chunk", [(1, 10000), (7, 2), (7, 10), (1000, 31)])
+def test_nearest_neighbours_against_brute_force(chunk, ref_chunk):
+    rng = np.random.default_rng(0)
+    q, r = rng.standard_normal((23, 5)), rng.standard_normal((31, 5))
+    d, idx = metrics.nearest_neighbour_distances(backend.asarray(q), backend.asarray(r), k=3, chunk=chunk,
+                                                 ref_chunk=ref_chunk)
+    full = _brute_nn(q, r)
+    order = np.argsort(full, axis=1)[:, :3]
+    np.testing.assert_array_equal(backend.to_numpy(idx), order)
+    np.testing.assert_allclose(backend.to_numpy(d), np.take_along_axis(full, order, axis=1), rtol=1e-9, atol=1e-9)
+
+
+def test_nearest_neighbours_of_copies_are_zero():
+    rng = np.random.default_rng(1)
+    r = rng.uniform(0, 1, (50, 1, 28, 28))
+    d, idx = metrics.nearest_neighbour_distances(r[[4, 9]], r)
+    np.testing.assert_allclose(backend.to_numpy(d)[:, 0], 0.0, atol=1e-6)
+    np.testing.assert_array_equal(backend.to_numpy(idx)[:, 0], [4, 9])
+
+
+def _brute_pr(real, fake, k):
+    drr, dff, dfr = _brute_nn(real, real), _brute_nn(fake, fake), _brute_nn(fake, real)
+    r_real = np.sort(drr, axis=1)[:, k]
+    r_fake = np.sort(dff, axis=1)[:, k]
+    precision = np.mean((dfr <= r_real[None, :]).any(axis=1))
+    recall = np.mean((dfr <= r_fake[:, None]).any(axis=0))
+    return precision, recall
+
+
+@given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 4), shift=st.floats(0.0, 3.0))
+def test_precision_recall_against_brute_force(seed, k, shift):
+    rng = np.random.default_rng(seed)
+    real = rng.standard_normal((40, 3))
+    fake = rng.standard_normal((30, 3)) * 0.5 + shift
+    got = metrics.precision_recall_knn(real, fake, k=k, chunk=7)
+    p, r = _brute_pr(real, fake, k)
+    assert got["precision"] == pytest.approx(p) and got["recall"] == pytest.approx(r)
+
+
+def test_precision_recall_extremes():
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((300, 4))
+    same = metrics.precision_recall_knn(real, real.copy())
+    assert same["precision"] == 1.0 and same["recall"] == 1.0
+    far = metrics.precision_recall_knn(real, real + 100.0)
+    assert far["precision"] == 0.0 and far["recall"] == 0.0
+    # mode collapse: every fake sits at one real point: high precision, recall ~ a few points
+    collapsed = real[:1] + 1e-3 * rng.standard_normal((300, 4))
+    pr = metrics.precision_recall_knn(real, collapsed)
+    assert pr["precision"] == 1.0 and pr["recall"] < 0.05
+
+
+def test_runs_on_the_cupy_backend(xp_backend):
+    rng = np.random.default_rng(0)
+    q, r = rng.standard_normal((20, 4)), rng.standard_normal((25, 4))
+    d, _ = metrics.nearest_neighbour_distances(backend.asarray(q), backend.asarray(r), k=2, chunk=6)
+    np.testing.assert_allclose(backend.to_numpy(d), np.sort(_brute_nn(q, r), axis=1)[:, :2], rtol=1e-9)
+    got = metrics.precision_recall_knn(backend.asarray(r), backend.asarray(q), k=3, chunk=6)
+    assert (got["precision"], got["recall"]) == pytest.approx(_brute_pr(r, q, 3))
+
+
+# --------------------------------------------------------------------------- evaluate_run
+
+# a small reference keeps the test quick; the same arguments let the two tests share it
+SMALL = dict(seed=0, data_dir=SHARED_MNIST, n_real=500, splits=5, nn_queries=200)
+
+
+def _tiny(tmp_path_factory, kind, **model_args):
+    from scratchgan import data, models
+    from scratchgan.training import TrainConfig, Trainer
+    run = tmp_path_factory.mktemp("run") / kind
+    gan = models.build(kind, seed=0, **model_args)
+    ds = data.load_dataset("mnist-bundled", split="train", progress=False)
+    cfg = TrainConfig(model=kind, model_args=model_args, dataset="mnist", steps=60 if kind == "mlp" else 5,
+                      batch_size=64, log_every=20, sample_every=1000, checkpoint_every=1000)
+    Trainer(gan, ds.as_float(gan.output)[:2000], ds.labels[:2000], cfg, run_dir=run, quiet=True).train()
+    return run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return _tiny(tmp_path_factory, "mlp", latent_dim=16, g_hidden=[64], d_hidden=[64])
+
+
+@pytest.mark.skipif(not HAS_TEST_SET, reason=f"MNIST test set not found in {SHARED_MNIST}")
+def test_evaluate_run_on_a_tiny_run(tiny_run):
+    result = metrics.evaluate_run(tiny_run, n=500, **SMALL)
+    g, real, noise = result["generated"], result["real"], result["noise"]
+
+    def finite(d):
+        return all(math.isfinite(v) for v in (d["fid"], d["classifier_score"][0], d["classifier_score"][1]))
+    assert finite(g) and finite(real) and finite(noise)
+    for key in ("precision", "recall", "nn_pixel_median", "nn_feature_median"):
+        assert math.isfinite(g[key]) and math.isfinite(real[key])
+    # real data scores far better than noise images
+    assert real["fid"] < 0.2 * noise["fid"]
+    assert real["classifier_score"][0] > 7.0 > 2.0 > noise["classifier_score"][0]
+    assert real["precision"] > 0.5 and real["recall"] > 0.5
+    assert real["judge_accuracy"] > 0.95
+    # 60 steps of a tiny GAN: worse than real data
+    assert g["fid"] > real["fid"]
+    saved = json.loads((tiny_run / "evaluation.json").read_text())
+    assert saved["generated"]["fid"] == pytest.approx(g["fid"])
+    assert (tiny_run / "nearest_neighbours.png").exists()
+    text = metrics.format_report(result)
+    assert "classifier score" in text and "FID" in text and f"{g['fid']:.3f}" in text
+
+
+@pytest.mark.skipif(not HAS_TEST_SET, reason=f"MNIST test set not found in {SHARED_MNIST}")
+def test_evaluate_run_conditional_reports_label_accuracy(tmp_path_factory):
+    run = _tiny(tmp_path_factory, "cgan", latent_dim=8, g_hidden=[32], d_hidden=[32])
+    result = metrics.evaluate_run(run, n=200, **SMALL)
+    la = result["generated"]["label_accuracy"]
+    assert result["n"] == 200 and len(la["per_class"]) == 10
+    assert 0.0 <= la["worst"] <= la["overall"] <= 1.0
+    assert "label accuracy" in metrics.format_report(result)
+
+
+def test_evaluate_run_explains_a_missing_test_set(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRATCHGAN_DATA", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    metrics._REAL_CACHE.clear()
+    with pytest.raises(metrics.EvaluationDataMissing, match="test set"):
+        metrics.evaluate_run(tiny_run, n=100, data_dir=tmp_path / "nowhere")
