@@ -3,6 +3,8 @@
     scratchgan train --model dcgan --steps 2000 --out runs/dcgan
     scratchgan sample runs/dcgan
     scratchgan interpolate runs/dcgan --mode slerp
+    scratchgan inpaint runs/cgan --mask bottom --data-dir ../shared/data/mnist
+    scratchgan evaluate runs/dcgan --data-dir ../shared/data/mnist
     scratchgan gradcheck
     scratchgan bench
 """
@@ -147,6 +149,62 @@ def cmd_evaluate(args):
     return 0
 
 
+def cmd_inpaint(args):
+    """Complete the missing part of digits with a trained GAN (a thin layer over scratchgan.inpaint)."""
+    from . import backend, data, inpaint
+    from .images import save_grid
+    from .training import load_run
+    _use_backend(args)
+    gan, meta = load_run(args.run_dir)
+    labels = None
+    if args.images:                       # your own digits: .npy (N, 28, 28) or (N, 1, 28, 28), or one PNG
+        path = Path(args.images)
+        if path.suffix.lower() == ".npy":
+            raw = np.load(path, allow_pickle=False)
+        else:
+            import matplotlib.image as mpimg
+            raw = mpimg.imread(path)      # PNG -> float in [0, 1]
+            if raw.ndim == 3:
+                raw = raw[..., :3].mean(axis=-1)
+        if raw.ndim in (2, 3):
+            raw = raw.reshape((-1, 1) + raw.shape[-2:])
+        unit = raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw.astype(np.float32)  # -> [0, 1]
+        images = unit * 2.0 - 1.0 if gan.output == "tanh" else unit
+        source = str(path)
+    else:                                 # held-out digits: the MNIST test set, never trained on
+        try:
+            ds = data.load_dataset("mnist", split="test", data_dir=args.data_dir, progress=False)
+        except data.DataNotFound:
+            raise ValueError("the MNIST test set was not found: give --data-dir DIR (a folder with "
+                             "t10k-images-idx3-ubyte.gz) or your own digits with --images") from None
+        images = ds.as_float(scale=gan.output)[args.start:args.start + args.n]
+        if gan.conditional and args.use_labels:
+            labels = ds.labels[args.start:args.start + args.n]
+        source = f"MNIST test digits {args.start}..{args.start + len(images) - 1}"
+    mask = inpaint.make_mask(args.mask, shape=images.shape[2:], seed=args.seed, fraction=args.fraction)
+    res = inpaint.inpaint(gan, images, mask, steps=args.steps, lr=args.lr, lam=args.lam, restarts=args.restarts,
+                          perceptual=args.perceptual, weighted=not args.unweighted, labels=labels, seed=args.seed)
+    completed = backend.to_numpy(res.completed)
+    train = data.load_dataset("mnist-bundled").as_float(scale=gan.output)
+    unit = 0.5 if gan.output == "tanh" else 1.0            # errors in [0, 1] pixel units
+    err = inpaint.completion_error(completed, images, mask) * unit
+    base = inpaint.completion_error(inpaint.mean_image_fill(train, images, mask), images, mask) * unit
+    masked = inpaint.masked_images(images, mask, fill=-1.0 if gan.output == "tanh" else 0.0)
+    per_row = 4                                             # digits per row: original | masked | completed
+    grid = np.stack([images, masked, completed], axis=1).reshape((-1,) + images.shape[1:])
+    out = Path(args.out or Path(args.run_dir) / f"inpaint_{Path(str(args.mask)).stem}.png")
+    save_grid(grid, out, nrow=3 * min(per_row, len(images)), output=gan.output)
+    if args.save_npy:
+        np.save(out.with_suffix(".npy"), completed)
+    print(f"wrote {out} ({len(images)} images from {source}; original | masked | completed; "
+          f"{1 - float(mask.mean()):.0%} of the pixels missing)")
+    print(f"mean |error| on the missing pixels: GAN {err:.4f}, mean-image fill {base:.4f} "
+          f"(ratio {err / max(base, 1e-12):.2f})")
+    if res.labels is not None:
+        print("labels used: " + " ".join(str(int(v)) for v in backend.to_numpy(res.labels)))
+    return 0
+
+
 def cmd_gradcheck(args):
     from .gradcheck_suite import run_suite
     _use_backend(args)
@@ -215,6 +273,30 @@ def build_parser():
     i.add_argument("--out", default=None)
     _add_backend(i)
     i.set_defaults(func=cmd_interpolate)
+
+    n = sub.add_parser("inpaint", help="complete the missing part of digits with a trained GAN (Yeh et al. 2017)")
+    n.add_argument("run_dir")
+    n.add_argument("--mask", default="center",
+                   help="center, left, right, top, bottom, random, or a .png/.npy file (white/1 = known)")
+    n.add_argument("--fraction", type=float, default=None,
+                   help="fraction of MISSING pixels (default: center 0.25, sides 0.5, random 0.8)")
+    n.add_argument("--images", default=None, help=".npy or .png digits to complete (default: MNIST test digits)")
+    n.add_argument("--data-dir", default=None, help="folder holding the MNIST test files (t10k-*)")
+    n.add_argument("--n", type=int, default=16, help="test digits to complete")
+    n.add_argument("--start", type=int, default=0, help="index of the first test digit")
+    n.add_argument("--steps", type=int, default=500, help="Adam steps on z")
+    n.add_argument("--lr", type=float, default=0.03)
+    n.add_argument("--restarts", type=int, default=8, help="random starting codes per image; the best is kept")
+    n.add_argument("--lam", type=float, default=0.1, help="weight of the perceptual (discriminator) loss")
+    n.add_argument("--perceptual", choices=["nonsaturating", "minimax"], default="nonsaturating")
+    n.add_argument("--unweighted", action="store_true", help="plain L1 on the known pixels (no 7x7 weights)")
+    n.add_argument("--use-labels", action="store_true",
+                   help="cgan: condition on the test digits' true labels (default: try every class)")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--out", default=None, help="PNG to write (default RUN/inpaint_MASK.png)")
+    n.add_argument("--save-npy", action="store_true", help="also save the completed images next to the PNG")
+    _add_backend(n)
+    n.set_defaults(func=cmd_inpaint)
 
     g = sub.add_parser("gradcheck", help="check every layer's backward pass by central differences")
     _add_backend(g)

@@ -95,6 +95,9 @@ HELP = {
     "interpolate": ["run_dir", "--mode", "slerp", "linear", "sweep", "classes", "--steps", "--rows", "--dim", "--out"],
     "gradcheck": ["--backend"],
     "bench": ["--models", "--batch-sizes", "--repeats", "--layers", "--json", "--backend"],
+    "evaluate": ["run_dir", "--n", "--data-dir", "--json", "--backend"],
+    "inpaint": ["run_dir", "--mask", "center", "bottom", "random", "--images", "--steps", "--restarts", "--lam",
+                "--perceptual", "--use-labels", "--out", "--backend"],
 }
 
 
@@ -303,3 +306,22 @@ def test_default_dataset_quiet_still_says_so(no_network_no_data, capsys):
     text = capsys.readouterr()
     assert text.out == ""   # --quiet: nothing on stdout, but the note on stderr
     assert "bundled sample" in text.err and "--data-dir" in text.err
+
+
+def test_inpaint_command_on_a_tiny_run(tmp_path, capsys):
+    """`scratchgan inpaint` on your own digits (.npy) writes the original|masked|completed grid
+    and reports the error against the mean-image fill; a bad mask kind is a clean error."""
+    from scratchgan import data
+    run = tmp_path / "run"
+    assert cli.main(["train", "--model", "mlp", "--steps", "4", "--batch-size", "16", "--dataset", "mnist-bundled",
+                     "--out", str(run), "--quiet", "--g-hidden", "16", "--d-hidden", "16"]) == 0
+    digits = data.load_dataset("mnist-bundled").images[-3:]
+    np.save(tmp_path / "digits.npy", digits)
+    out = tmp_path / "inp.png"
+    capsys.readouterr()
+    assert cli.main(["inpaint", str(run), "--images", str(tmp_path / "digits.npy"), "--mask", "bottom",
+                     "--steps", "5", "--restarts", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert out.is_file() and "mean-image fill" in text and "ratio" in text
+    assert cli.main(["inpaint", str(run), "--images", str(tmp_path / "digits.npy"), "--mask", "diagonal"]) == 2
+    assert "error:" in capsys.readouterr().err
