@@ -392,7 +392,9 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
     labels = None
     if gan.conditional:
         per = max(1, n // gan.num_classes)
-        labels = backend.xp().repeat(backend.xp().arange(gan.num_classes), per)
+        # Interleaved (0, 1, ..., 9, 0, 1, ...), not grouped: every split of the classifier score
+        # and every prefix used for nearest-neighbour queries then holds all classes equally.
+        labels = backend.xp().tile(backend.xp().arange(gan.num_classes), per)
         n = len(labels)
     images = to_judge_range(_generate(gan, n, seed, batch, labels), gan.output)
     f_gen, logits_gen = judge.features_and_logits(images, batch)
