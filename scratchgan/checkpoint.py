@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from . import backend
+from .atomic import atomic_write_bytes
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "remove_checkpoint", "CheckpointError",
            "atomic_write_bytes"]
@@ -30,22 +29,6 @@ __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "remove_ch
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete, corrupted or does not fit the model."""
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path_stem, arrays: dict, meta: dict) -> Path:

@@ -40,7 +40,7 @@ def _parse_classes(text):
 def cmd_train(args):
     from . import backend, data, models
     from .checkpoint import latest_checkpoint
-    from .training import TrainConfig, Trainer, load_run
+    from .training import TrainConfig, Trainer
     _use_backend(args)
     out = Path(args.out or f"runs/{args.model}")
     has_ckpt = (out / "checkpoints").exists() and latest_checkpoint(out / "checkpoints") is not None

@@ -36,7 +36,7 @@ def save_grid(images, path, nrow: int, output: str = "tanh", scale: int = 2) -> 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .checkpoint import atomic_write_bytes
+    from .atomic import atomic_write_bytes
     import io
     grid = make_grid(to_unit_range(images, output), nrow)
     if scale > 1:

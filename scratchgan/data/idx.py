@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import gzip
 import math
-import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_write_bytes
 
 __all__ = ["DataError", "read_idx", "write_idx", "parse_idx", "IDX_TYPES"]
 
@@ -110,17 +110,3 @@ def write_idx(path, array) -> None:
     atomic_write_bytes(path, payload)
 
 
-def atomic_write_bytes(path, payload: bytes) -> None:
-    """Write to a temp file next to `path`, then rename: never a partial file under `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

@@ -82,7 +82,8 @@ class _BatchNorm(Module):
             dXhat = dY
         if not training:  # eval: a fixed affine map
             return dXhat * self._shape(inv_std)
-        m = dY.size // dY.shape[1]
+        # dX = inv_std * (dXhat - mean_A(dXhat) - Xhat * mean_A(dXhat * Xhat)): the 1/m of the
+        # derivation sits inside the two means.
         mean_dXhat = dXhat.mean(axis=self.axes)
         mean_dXhat_Xhat = (dXhat * Xhat).mean(axis=self.axes)
         dX = dXhat - self._shape(mean_dXhat)
