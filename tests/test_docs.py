@@ -15,6 +15,8 @@ Markers: an HTML comment on the line before a fence (invisible on GitHub) qualif
     <!-- not-run: REASON -->                the block is never run; REASON is required
     <!-- requires: gpu -->                  run only where CuPy sees a CUDA GPU
     <!-- requires: scratchgan COMMAND -->   run only once the CLI has that subcommand
+    <!-- requires: mnist-test -->           run only where ../shared/data holds the MNIST test set
+                                            (the child then gets SCRATCHGAN_DATA pointing there)
 
 README.md shows the real, full-length commands (10,000-step runs), so there the test checks that
 they parse and run end to end, not how long they take: its ``scratchgan train`` lines run with
@@ -158,10 +160,12 @@ def skip_reason(marker, where):
         return f"not-run: {value}"
     if value == "gpu":
         return None if has_gpu() else "requires a CUDA GPU with CuPy"
+    if value == "mnist-test":
+        return None if SHARED_DATA.is_dir() else "needs the MNIST test set (../shared/data), absent here"
     if value.startswith("scratchgan "):
         command = value.split()[1]
         return None if command in cli_commands() else f"the CLI has no '{command}' command yet"
-    raise AssertionError(f"{where}: unknown requirement {value!r} (use 'gpu' or 'scratchgan COMMAND')")
+    raise AssertionError(f"{where}: unknown requirement {value!r} (use 'gpu', 'mnist-test' or 'scratchgan COMMAND')")
 
 
 def plan_for(path: Path):
@@ -252,8 +256,13 @@ def run_plan(plan_path: str) -> int:
 
 
 # ---------------------------------------------------------------------------- tests
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
 def _child_env():
     env = dict(os.environ)
+    if SHARED_DATA.is_dir():  # where the docs say DIR (the MNIST test set), the child finds it
+        env["SCRATCHGAN_DATA"] = str(SHARED_DATA)
     env.pop("SCRATCHGAN_BACKEND", None)
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg",
                PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
