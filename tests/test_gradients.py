@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import scratchgan as sg
 from scratchgan import backend, losses
+
+from helpers import conv_geometry, convT_geometry
 from scratchgan.gradcheck import gradcheck
 
 TOL = 1e-6
@@ -95,36 +97,6 @@ def _rel(a, b):
 
 
 # ---------------------------------------------------------------------------- strategies
-@st.composite
-def conv_geometry(draw):
-    """A valid Conv2D geometry: output at least 1x1."""
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    H = draw(st.integers(max(1, kh - 2 * ph), max(1, kh - 2 * ph) + 4))
-    W = draw(st.integers(max(1, kw - 2 * pw), max(1, kw - 2 * pw) + 4))
-    return dict(kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw), H=H, W=W)
-
-
-@st.composite
-def convT_geometry(draw):
-    """A valid ConvTranspose2D geometry: output_padding < stride, output at least 1x1."""
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    oh, ow = draw(st.integers(0, sh - 1)), draw(st.integers(0, sw - 1))
-
-    def smallest(k, s, p, op):
-        h = 1
-        while (h - 1) * s - 2 * p + k + op < 1:
-            h += 1
-        return h
-
-    h0, w0 = smallest(kh, sh, ph, oh), smallest(kw, sw, pw, ow)
-    H, W = draw(st.integers(h0, h0 + 3)), draw(st.integers(w0, w0 + 3))
-    return dict(kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw), output_padding=(oh, ow), H=H, W=W)
-
-
 # ---------------------------------------------------------------------------- layers
 @given(n=st.integers(1, 4), fin=st.integers(1, 6), fout=st.integers(1, 5), bias=st.booleans(),
        init=st.sampled_from(["glorot_uniform", "he_normal", "dcgan", "torch"]), seed=seeds)

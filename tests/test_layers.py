@@ -16,26 +16,14 @@ from hypothesis import strategies as st
 
 import scratchgan as sg
 from scratchgan import backend, init, losses
+
+from helpers import A, H, conv_geometry, convT_geometry, rng
 from scratchgan.layers import ShapeError
 
 seeds = st.integers(0, 2**31 - 1)
 
 
 # ---------------------------------------------------------------------------- helpers
-def A(a, dtype=None):
-    """Host array -> selected backend."""
-    return backend.asarray(np.asarray(a), dtype=dtype)
-
-
-def H(a):
-    """Any array -> host NumPy array."""
-    return backend.to_numpy(a)
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
-
-
 def set_param(layer, name, value):
     layer.params[name][...] = A(np.asarray(value, dtype=H(layer.params[name]).dtype))
 
@@ -86,39 +74,11 @@ def naive_conv_transpose2d(x, w, b, stride, padding, output_padding):
     return y
 
 
-@st.composite
-def conv_geometry(draw):
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    Hh = draw(st.integers(max(1, kh - 2 * ph), max(1, kh - 2 * ph) + 4))
-    Ww = draw(st.integers(max(1, kw - 2 * pw), max(1, kw - 2 * pw) + 4))
-    return (kh, kw), (sh, sw), (ph, pw), Hh, Ww
-
-
-@st.composite
-def convT_geometry(draw):
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    oh, ow = draw(st.integers(0, sh - 1)), draw(st.integers(0, sw - 1))
-
-    def smallest(k, s, p, op):
-        h = 1
-        while (h - 1) * s - 2 * p + k + op < 1:
-            h += 1
-        return h
-
-    h0, w0 = smallest(kh, sh, ph, oh), smallest(kw, sw, pw, ow)
-    Hh, Ww = draw(st.integers(h0, h0 + 3)), draw(st.integers(w0, w0 + 3))
-    return (kh, kw), (sh, sw), (ph, pw), (oh, ow), Hh, Ww
-
-
 # ---------------------------------------------------------------------------- convolutions
 @given(geo=conv_geometry(), n=st.integers(1, 2), cin=st.integers(1, 3), cout=st.integers(1, 3),
        bias=st.booleans(), seed=seeds)
 def test_conv2d_matches_naive_loops(geo, n, cin, cout, bias, seed):
-    k, s, p, Hh, Ww = geo
+    k, s, p, Hh, Ww = geo["kernel"], geo["stride"], geo["padding"], geo["H"], geo["W"]
     r = rng(seed)
     layer = sg.Conv2D(cin, cout, k, stride=s, padding=p, bias=bias, rng=seed, dtype=np.float64)
     if bias:
@@ -133,7 +93,7 @@ def test_conv2d_matches_naive_loops(geo, n, cin, cout, bias, seed):
 @given(geo=convT_geometry(), n=st.integers(1, 2), cin=st.integers(1, 3), cout=st.integers(1, 3),
        bias=st.booleans(), seed=seeds)
 def test_conv_transpose2d_matches_naive_scatter_and_size_formula(geo, n, cin, cout, bias, seed):
-    k, s, p, op, Hh, Ww = geo
+    k, s, p, op, Hh, Ww = geo["kernel"], geo["stride"], geo["padding"], geo["output_padding"], geo["H"], geo["W"]
     r = rng(seed)
     layer = sg.ConvTranspose2D(cin, cout, k, stride=s, padding=p, output_padding=op, bias=bias, rng=seed,
                                dtype=np.float64)
@@ -151,7 +111,7 @@ def test_conv_transpose2d_matches_naive_scatter_and_size_formula(geo, n, cin, co
 @given(geo=conv_geometry(), n=st.integers(1, 2), cin=st.integers(1, 3), cout=st.integers(1, 3), seed=seeds)
 def test_conv_transpose_is_adjoint_of_conv(geo, n, cin, cout, seed):
     """<conv(x), y> == <x, convT(y)> with ConvT's (in, out, kh, kw) weight = conv's (out, in, kh, kw) array."""
-    k, s, p, Hh, Ww = geo
+    k, s, p, Hh, Ww = geo["kernel"], geo["stride"], geo["padding"], geo["H"], geo["W"]
     r = rng(seed)
     conv = sg.Conv2D(cin, cout, k, stride=s, padding=p, bias=False, rng=seed, dtype=np.float64)
     # output_padding chosen so that convT maps conv's output size back to (Hh, Ww)

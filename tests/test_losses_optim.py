@@ -9,19 +9,8 @@ from hypothesis import strategies as st
 
 import scratchgan as sg
 from scratchgan import backend, losses
-from scratchgan.layers import ShapeError
 
-
-def A(a, dtype=None):
-    return backend.asarray(np.asarray(a), dtype=dtype)
-
-
-def H(a):
-    return backend.to_numpy(a)
-
-
-def rng(seed=0):
-    return np.random.default_rng(seed)
+from helpers import A, H, rng
 
 
 def _sig(x):
