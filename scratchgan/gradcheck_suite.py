@@ -55,8 +55,8 @@ def run_suite(verbose=True, tol=1e-6) -> bool:
     out = []
     for title, target, kw in _cases():
         inputs = kw.pop("inputs", None)
-        if inputs is not None and not isinstance(target, Sequential) and callable(target) and not hasattr(target, "forward"):
-            inputs = tuple(backend.asarray(a) if np.asarray(a).dtype.kind == "f" else backend.asarray(a) for a in inputs)
+        if inputs is not None:  # onto the selected backend (--backend cupy)
+            inputs = backend.asarray(inputs) if not isinstance(inputs, tuple) else tuple(map(backend.asarray, inputs))
         result = gradcheck(target, inputs, tol=tol, title=title, **kw)
         all_ok &= result.passed
         out.append((title, result))

@@ -31,6 +31,7 @@ import numpy as np
 from . import backend, losses
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, remove_checkpoint, save_checkpoint
 from .images import plot_losses, save_grid
+from .layers.activations import sigmoid
 from .models import GAN, build
 from .optim import Adam
 
@@ -179,7 +180,6 @@ class Trainer:
         G.backward(gan.d_input_grad_to_images(d_in, fake.shape), g_cache, input_grad=False)  # z needs none
         self.opt_G.step()
         self.step += 1
-        from .layers.activations import sigmoid
         return {"d_loss": d_loss, "g_loss": g_loss,
                 "d_real": sigmoid(logits_real).mean(), "d_fake": sigmoid(logits_fake).mean()}
 
