@@ -82,6 +82,8 @@ def is_cupy_array(a) -> bool:
 
 def array_module(*arrays):
     """The namespace the given arrays live in; error if NumPy and CuPy arrays are mixed."""
+    if _cupy is None:  # CuPy never imported: every array is a NumPy array (the per-layer fast path)
+        return np
     on_gpu = [is_cupy_array(a) for a in arrays if a is not None and not np.isscalar(a)]
     if any(on_gpu):
         if not all(on_gpu):

@@ -34,7 +34,8 @@ class _Optimizer:
         self.module, self.lr = module, lr
         self.flat_p, self.flat_g = module.flatten_parameters()
         self.names, self.slices = [], {}
-        self._views = [(p, g) for _, p, g in module.named_parameters()]  # to detect replaced parameters
+        # (owner, key, param, grad) for every parameter: a step checks that none was replaced
+        self._views = [(m, k, m.params[k], m.grads[k]) for _, m in module.named_modules() for k in m.params]
         offset = 0
         for name, p, _ in module.named_parameters():
             self.names.append(name)
@@ -42,7 +43,10 @@ class _Optimizer:
             offset += p.size
 
     def zero_grad(self) -> None:
-        self.module.zero_grad()
+        """Zero all of the model's gradients (one fill of the flat buffer)."""
+        if self.flat_g is not None:
+            self._check_module()
+            self.flat_g.fill(0)
 
     def _zeros(self):
         return backend.array_module(self.flat_p).zeros_like(self.flat_p)
@@ -52,12 +56,10 @@ class _Optimizer:
         return {f"{prefix}.{n}": flat[sl].reshape(shape) for n, (sl, shape) in self.slices.items()}
 
     def _check_module(self):
-        current = [(p, g) for _, p, g in self.module.named_parameters()]
-        if len(current) != len(self._views) or any(p is not p0 or g is not g0
-                                                   for (p, g), (p0, g0) in zip(current, self._views)):
-                raise RuntimeError(f"{type(self).__name__}: the model's parameters were replaced after the "
-                                   "optimiser was created (astype/to/flatten_parameters?); create the optimiser "
-                                   "after casting or moving the model")
+        if any(m.params.get(k) is not p or m.grads.get(k) is not g for m, k, p, g in self._views):
+            raise RuntimeError(f"{type(self).__name__}: the model's parameters were replaced after the "
+                               "optimiser was created (astype/to/flatten_parameters?); create the optimiser "
+                               "after casting or moving the model")
 
     def _state_arrays(self) -> dict:
         raise NotImplementedError

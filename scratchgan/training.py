@@ -165,7 +165,7 @@ class Trainer:
             x, y = self._real_batch()
             z, y_fake = self._noise(len(x))
             fake, g_cache = G.forward(gan.g_input(z, y_fake))
-            D.zero_grad()
+            self.opt_D.zero_grad()
             logits_real, cache_real = D.forward(gan.d_input(x, y))
             logits_fake, cache_fake = D.forward(gan.d_input(fake, y_fake))
             d_loss, d_real, d_fake = losses.d_loss(logits_real, logits_fake, real_target)
@@ -176,7 +176,7 @@ class Trainer:
         logits_fake, cache_fake = D.forward(gan.d_input(fake, y_fake))
         g_loss, dlogits = self.g_loss_fn(logits_fake)
         d_in = D.backward(dlogits, cache_fake)  # D's grads are cleared before its next step
-        G.zero_grad()
+        self.opt_G.zero_grad()
         G.backward(gan.d_input_grad_to_images(d_in, fake.shape), g_cache, input_grad=False)  # z needs none
         self.opt_G.step()
         self.step += 1

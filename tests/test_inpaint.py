@@ -151,7 +151,9 @@ def test_dL_dz_matches_central_differences(kind, perceptual, context):
         logits = _np(gan.D(gan.d_input(fake, labels))).reshape(n)      # eval mode: no Dropout
     grad = _np(grad)
     assert grad.shape == z.shape and np.abs(grad).max() > 1e-6
-    np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-8 * np.abs(num).max())
+    # Entries far below the largest are dominated by the central difference's rounding noise
+    # (~1e-16 * |L| / h ~ 1e-10 here): judge them against the gradient's scale, not their own.
+    np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-5 * np.abs(num).max())
     # the loss is what the docstring says: context + lam * perceptual on D's logit
     per = np.logaddexp(0, -logits) if perceptual == "nonsaturating" else -np.logaddexp(0, logits)
     ctx = (_np(w) * np.abs(_np(fake) - _np(x))).reshape(n, -1).sum(1)

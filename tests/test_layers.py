@@ -321,6 +321,33 @@ def test_relu_leaky_relu_values(slope):
     np.testing.assert_allclose(H(sg.LeakyReLU(slope).forward(A(x))[0]), np.where(x > 0, x, slope * x))
 
 
+@pytest.mark.parametrize("slope", [0.0, 0.2, 1.5])
+def test_relu_leaky_relu_backward_matches_the_piecewise_derivative(slope):
+    """The mask products give dY where x > 0 and a dY elsewhere, the left piece at the kink x = 0
+    (as torch), also for non-finite inputs."""
+    x = np.array([[-np.inf, -2.0, -0.0, 0.0, 1e-30, 3.0, np.inf]])
+    dy = np.array([[1.5, -2.0, 3.0, -4.0, 5.0, 6.0, -7.0]])
+    for layer, a in ((sg.ReLU(), 0.0), (sg.LeakyReLU(slope), slope)):
+        y, cache = layer.forward(A(x))
+        np.testing.assert_array_equal(H(layer.backward(A(dy), cache)), np.where(x > 0, dy, a * dy))
+    np.testing.assert_array_equal(H(sg.ReLU().forward(A(x))[0]), [[0, 0, 0, 0, 1e-30, 3, np.inf]])
+    with np.errstate(invalid="ignore"):  # 0 * -inf: NaN, as in torch's leaky_relu(x, 0)
+        expect = np.where(x > 0, x, slope * x)
+    np.testing.assert_array_equal(H(sg.LeakyReLU(slope).forward(A(x))[0]), expect)
+
+
+def test_dense_single_output_input_gradient_is_the_matrix_product():
+    """Dense(k, 1) computes dX = dY W as a broadcast product (NumPy's matmul is slow for k = 1):
+    it must equal the matrix product exactly."""
+    layer = sg.Dense(7, 1, rng=0, dtype=np.float64)
+    x = A(rng(0).standard_normal((5, 7)))
+    y, cache = layer.forward(x)
+    dy = A(rng(1).standard_normal((5, 1)))
+    dx = layer.backward(dy, cache)
+    assert tuple(dx.shape) == (5, 7)
+    np.testing.assert_array_equal(H(dx), H(dy) @ H(layer.params["weight"]))
+
+
 # ---------------------------------------------------------------------------- cache safety (LESSONS 1)
 def _mlp_discriminator(seed):
     return sg.Sequential(sg.Dense(6, 5, rng=seed, dtype=np.float64), sg.BatchNorm1d(5, dtype=np.float64),

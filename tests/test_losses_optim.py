@@ -435,6 +435,20 @@ def test_optimiser_refuses_parameters_replaced_after_creation(make):
         opt.step()
 
 
+@pytest.mark.parametrize("make", [lambda m: sg.Adam(m), lambda m: sg.SGD(m, momentum=0.9)])
+def test_optimiser_zero_grad_clears_every_gradient_and_checks_parameters(make):
+    model = sg.Sequential(sg.Dense(3, 4, rng=0), sg.ReLU(), sg.Dense(4, 1, rng=1, bias=False))
+    opt = make(model)
+    for _, _, g in model.named_parameters():
+        g[...] = 1.0
+    opt.zero_grad()
+    for name, _, g in model.named_parameters():
+        assert not np.any(H(g)), name
+    model.astype(np.float64)
+    with pytest.raises(RuntimeError, match="replaced after the optimiser was created"):
+        opt.zero_grad()
+
+
 def test_parameters_are_views_of_the_optimisers_flat_buffer():
     model = sg.Sequential(sg.Dense(3, 2, rng=0), sg.Dense(2, 1, rng=1))
     before = {k: np.array(p) for k, p, _ in model.named_parameters()}

@@ -6,9 +6,13 @@ writes into dY (it may be shared with another branch).
     Sigmoid    y = 1 / (1 + e^-x)            dx = dy * y (1 - y)
     Tanh       y = tanh x                    dx = dy * (1 - y^2)
 
-Derivations: docs/layers/activations.md.
+The derivative masks are applied as products with 0/1 arrays, never with where(): with
+a data-dependent condition NumPy's where() branches per element and is 5-10x slower
+(docs/performance.md). Derivations: docs/layers/activations.md.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from .. import backend
 from .base import Module
@@ -16,13 +20,12 @@ from .base import Module
 
 class ReLU(Module):
     def forward(self, X):
-        xp = backend.array_module(X)
         positive = X > 0
-        return xp.where(positive, X, 0).astype(X.dtype, copy=False), positive
+        return backend.array_module(X).maximum(X, 0), positive
 
     def backward(self, dY, positive):
         self._check_grad(dY, positive.shape)
-        return backend.array_module(dY).where(positive, dY, 0).astype(dY.dtype, copy=False)
+        return dY * positive                      # bool * float keeps dY's dtype
 
 
 class LeakyReLU(Module):
@@ -31,32 +34,46 @@ class LeakyReLU(Module):
         self.negative_slope = float(negative_slope)  # a NumPy float64 would upcast float32 arrays
 
     def forward(self, X):
-        xp = backend.array_module(X)
-        Y = X * self.negative_slope
-        if 0.0 <= self.negative_slope <= 1.0:
-            xp.maximum(Y, X, out=Y)  # max(x, a x) is the leaky ReLU for 0 <= a <= 1: one pass fewer
-        else:
-            Y = xp.where(X > 0, X, Y)
+        xp, a = backend.array_module(X), self.negative_slope
+        if 0.0 < a <= 1.0:
+            Y = X * a
+            xp.maximum(Y, X, out=Y)  # max(x, a x) is the leaky ReLU for 0 < a <= 1, without a branch
+        else:                        # a = 0 (0 * inf is NaN), a < 0 or a > 1: rare, so plain where()
+            Y = xp.where(X > 0, X, X * a)
         return Y, X
 
     def backward(self, dY, X):
         self._check_grad(dY, X.shape)
-        return backend.array_module(dY).where(X > 0, dY, dY * self.negative_slope)
+        dX = self._slope(X)
+        dX *= dY
+        return dX
+
+    def _slope(self, X):
+        """dy/dx = a + (1 - a) [x > 0]: 1 where x > 0, else a."""
+        a = self.negative_slope
+        slope = (X > 0).astype(X.dtype)
+        slope *= 1.0 - a
+        slope += a
+        return slope
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
 
 
 def sigmoid(x):
-    """Stable logistic function, for any x and with full relative precision for x << 0.
+    """Logistic function 1 / (1 + e^-x), stable for any x, with full relative precision.
 
-    With e = exp(-|x|) in (0, 1] nothing overflows: sigma(x) = 1 / (1 + e) for x >= 0 and
-    e / (1 + e) for x < 0. (0.5 (1 + tanh(x/2)) loses all relative precision near x ~ -17
-    and is exactly 0 from about -20 in float32, which silently zeroes the minimax G gradient.)
+    For x << 0, e^-x is huge but carries full relative precision, so 1 / (1 + e^-x) does
+    too (unlike 0.5 (1 + tanh(x/2)), which is exactly 0 from about -17 in float32 and
+    silently zeroes the minimax G gradient). e^-x overflows to inf only where sigma(x) is
+    below the smallest normal float (x < -88 in float32, -709 in float64): 1/inf = 0 is then
+    the right rounding, so that overflow is not an error. Four passes, no branches.
     """
     xp = backend.array_module(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0, e) / (1.0 + e)
+    with np.errstate(over="ignore"):
+        e = xp.exp(-x)
+    e += 1.0
+    return 1.0 / e if xp.ndim(e) == 0 else xp.reciprocal(e, out=e)
 
 
 class Sigmoid(Module):
@@ -66,7 +83,10 @@ class Sigmoid(Module):
 
     def backward(self, dY, Y):
         self._check_grad(dY, Y.shape)
-        return dY * Y * (1 - Y)
+        dX = 1 - Y
+        dX *= Y
+        dX *= dY
+        return dX
 
 
 class Tanh(Module):
@@ -76,4 +96,8 @@ class Tanh(Module):
 
     def backward(self, dY, Y):
         self._check_grad(dY, Y.shape)
-        return dY * (1 - Y * Y)
+        dX = Y * Y
+        xp = backend.array_module(dX)
+        xp.subtract(1, dX, out=dX)
+        dX *= dY
+        return dX
