@@ -20,7 +20,7 @@ import numpy as np
 __all__ = [
     "use", "name", "xp", "array_module", "asarray", "to_numpy", "is_cupy_array",
     "default_dtype", "set_default_dtype", "random_generator", "synchronize",
-    "as_strided", "BackendError",
+    "as_strided", "tune_host_allocator", "BackendError",
 ]
 
 
@@ -143,6 +143,30 @@ def as_strided(a, shape, strides):
     if is_cupy_array(a):
         return _cupy.lib.stride_tricks.as_strided(a, shape=shape, strides=strides)
     return np.lib.stride_tricks.as_strided(a, shape=shape, strides=strides, writeable=False)
+
+
+def tune_host_allocator() -> bool:
+    """Let glibc's malloc keep freed memory for reuse instead of giving it back to the kernel.
+
+    NumPy takes every array from malloc. By default glibc serves large blocks (128 KiB, rising
+    to at most 32 MiB) with fresh mmap()s and unmaps them on free, so every large temporary
+    of a training step (im2col columns, masks, activations) is paid again in page faults
+    and page zeroing: 15-20% of a DCGAN step on this project's machine (docs/performance.md).
+    This raises the mmap threshold to 256 MiB and the trim threshold to 1 GiB: freed blocks
+    are reused and the process keeps about its peak working set.
+
+    It changes the whole process, so importing scratchgan never does it; the command line
+    does, and scripts call it once at the start. Returns False where it does not apply
+    (no glibc). CuPy arrays are unaffected: CuPy pools device memory itself.
+    """
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, 256 * 2**20)) and bool(mallopt(M_TRIM_THRESHOLD, 2**30))
 
 
 _env = os.environ.get("SCRATCHGAN_BACKEND")

@@ -327,7 +327,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from .backend import BackendError, set_default_dtype
+    from .backend import BackendError, set_default_dtype, tune_host_allocator
+    tune_host_allocator()  # the command owns its process: reuse freed host memory (docs/performance.md)
     from .checkpoint import CheckpointError
     from .data import DataError
     from .judge import JudgeError
