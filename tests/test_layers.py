@@ -129,6 +129,24 @@ def test_conv_transpose_is_adjoint_of_conv(geo, n, cin, cout, seed):
     np.testing.assert_allclose(H(conv.backward(A(y), conv.forward(A(x))[1])), H(cty), rtol=1e-10, atol=1e-12)
 
 
+@given(geo=conv_geometry(), n=st.integers(1, 2), c=st.integers(1, 3), k=st.integers(1, 4), seed=seeds)
+def test_col2im_adjoint_of_im2col_and_fused_product(geo, n, c, k, seed):
+    """<im2col(X), C> == <X, col2im(C)>, and col2im(A, B=B) (one GEMM per kernel offset) equals
+    col2im(A @ B) (one GEMM, then the scatter-add) for any geometry."""
+    from scratchgan.layers.conv import col2im, im2col
+    kern, s, p, Hh, Ww = geo["kernel"], geo["stride"], geo["padding"], geo["H"], geo["W"]
+    r = rng(seed)
+    x = r.standard_normal((n, c, Hh, Ww))
+    cols, (Ho, Wo) = im2col(A(x), kern, s, p)
+    C = r.standard_normal(tuple(cols.shape))
+    back = H(col2im(A(C), x.shape, kern, s, p))
+    assert float((H(cols) * C).sum()) == pytest.approx(float((x * back).sum()), rel=1e-10, abs=1e-10)
+    a = r.standard_normal((n * Ho * Wo, k))
+    b = r.standard_normal((k, cols.shape[1]))
+    np.testing.assert_allclose(H(col2im(A(a), x.shape, kern, s, p, B=A(b))), H(col2im(A(a @ b), x.shape, kern, s, p)),
+                               rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------------------- batchnorm
 def _bn_with_stats(cls, c, r, dtype=np.float64):
     bn = cls(c, dtype=dtype)
