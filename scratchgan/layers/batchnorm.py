@@ -8,6 +8,7 @@ Train mode (m = number of values per channel, statistics over axes A):
     running_var  <- (1 - momentum) * running_var  + momentum * var * m / (m - 1)   (unbiased)
 
     dX = (1 / (m * sigma)) * (m * dXhat - sum_A dXhat - Xhat * sum_A(dXhat * Xhat)),  dXhat = gamma * dY
+       = (gamma / sigma) * (dY - mean_A(dY) - Xhat * mean_A(dY * Xhat))     (gamma is constant over A)
 
 Eval mode uses the running statistics, so the layer is a fixed affine map per channel:
 dX = dY * gamma / sqrt(running_var + eps). momentum and eps mean what they mean in
@@ -74,21 +75,22 @@ class _BatchNorm(Module):
     def backward(self, dY, cache):
         Xhat, inv_std, training = cache
         self._check_grad(dY, Xhat.shape)
+        gamma = self.params["weight"] if self.affine else 1.0
+        if self.affine or training:
+            sum_dY = dY.sum(axis=self.axes)                   # = dbeta
+            sum_dY_Xhat = (dY * Xhat).sum(axis=self.axes)     # = dgamma
         if self.affine:
-            self.grads["weight"] += (dY * Xhat).sum(axis=self.axes)
-            self.grads["bias"] += dY.sum(axis=self.axes)
-            dXhat = dY * self._shape(self.params["weight"])
-        else:
-            dXhat = dY
+            self.grads["weight"] += sum_dY_Xhat
+            self.grads["bias"] += sum_dY
         if not training:  # eval: a fixed affine map
-            return dXhat * self._shape(inv_std)
-        # dX = inv_std * (dXhat - mean_A(dXhat) - Xhat * mean_A(dXhat * Xhat)): the 1/m of the
-        # derivation sits inside the two means.
-        mean_dXhat = dXhat.mean(axis=self.axes)
-        mean_dXhat_Xhat = (dXhat * Xhat).mean(axis=self.axes)
-        dX = dXhat - self._shape(mean_dXhat)
-        dX -= Xhat * self._shape(mean_dXhat_Xhat)
-        dX *= self._shape(inv_std)
+            return dY * self._shape(gamma * inv_std)
+        # dX = gamma * inv_std * (dY - mean_A(dY) - Xhat * mean_A(dY * Xhat)): the input
+        # gradient needs the same two sums as the parameter gradients (docs/layers/batchnorm.md).
+        m = Xhat.size // Xhat.shape[1]
+        dX = Xhat * self._shape(sum_dY_Xhat / m)
+        dX += self._shape(sum_dY / m)
+        backend.array_module(dY).subtract(dY, dX, out=dX)
+        dX *= self._shape(gamma * inv_std)
         return dX
 
     def extra_repr(self):
