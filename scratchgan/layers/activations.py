@@ -7,7 +7,7 @@ writes into dY (it may be shared with another branch).
     Tanh       y = tanh x                    dx = dy * (1 - y^2)
 
 The derivative masks are applied as products with 0/1 arrays, never with where(): with
-a data-dependent condition NumPy's where() branches per element and is 5-10x slower
+a data-dependent condition NumPy's where() branches per element and is 5-16x slower
 (docs/performance.md). Derivations: docs/layers/activations.md.
 """
 from __future__ import annotations

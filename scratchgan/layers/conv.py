@@ -68,7 +68,7 @@ def col2im(cols, x_shape, kernel, stride, padding, B=None):
     With B (K, kh*kw*C) given, it returns col2im(cols @ B) without forming that product:
     col2im adds each (u, v) block of columns into its own window, so by linearity each
     block cols @ B[:, (u, v)] (N*Ho*Wo, C) can be made by its own GEMM and added while it
-    is still in cache. Same FLOPs, 1/(kh*kw) of the memory, and about 20% faster for the
+    is still in cache. Same FLOPs, 1/(kh*kw) of the memory, and 13-19% faster for the
     DCGAN's layers than one big GEMM followed by 25 adds out of main memory.
     """
     xp = backend.array_module(cols)
