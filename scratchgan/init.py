@@ -85,10 +85,12 @@ INITIALISERS = {
 }
 
 
-def initialise(name: str, rng, shape, dtype) -> np.ndarray:
-    """A host array of ``shape`` drawn by the named initialiser."""
+def initialise(name: str, rng, shape, dtype, who: str | None = None) -> np.ndarray:
+    """A host array of ``shape`` drawn by the named initialiser (``who``: the layer class,
+    named in the error for an unknown initialiser)."""
     try:
         fn = INITIALISERS[name]
-    except KeyError:
-        raise ValueError(f"unknown initialiser {name!r}; choose from {sorted(INITIALISERS)}") from None
+    except (KeyError, TypeError):  # TypeError: an unhashable name
+        prefix = f"{who}: " if who else ""
+        raise ValueError(f"{prefix}unknown initialiser {name!r}; choose from {sorted(INITIALISERS)}") from None
     return fn(make_rng(rng), tuple(shape)).astype(dtype)

@@ -25,13 +25,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .layers.base import Module, check_real
 
 __all__ = ["Adam", "SGD"]
 
 
 class _Optimizer:
     def __init__(self, module, lr):
-        self.module, self.lr = module, lr
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}: expected the Module to optimise, got a {type(module).__name__}")
+        self.module, self.lr = module, check_real(type(self).__name__, "lr", lr, "[0, inf)")
         self.flat_p, self.flat_g = module.flatten_parameters()
         self.names, self.slices = [], {}
         # (owner, key, param, grad) for every parameter: a step checks that none was replaced
@@ -85,9 +88,13 @@ class _Optimizer:
 
 class Adam(_Optimizer):
     def __init__(self, module, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(module, lr)
-        self.beta1, self.beta2 = betas
-        self.eps, self.weight_decay = eps, weight_decay
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), each in [0, 1), got {betas!r}")
+        self.beta1 = check_real("Adam", "betas[0]", betas[0], "[0, 1)")
+        self.beta2 = check_real("Adam", "betas[1]", betas[1], "[0, 1)")
+        self.eps = check_real("Adam", "eps", eps, "[0, inf)")
+        self.weight_decay = check_real("Adam", "weight_decay", weight_decay, "[0, inf)")
+        super().__init__(module, lr)  # after the checks: it packs the model's parameters
         self.t = 0
         self.m, self.v, self._tmp = self._zeros(), self._zeros(), self._zeros()
 
@@ -123,10 +130,12 @@ class Adam(_Optimizer):
 
 class SGD(_Optimizer):
     def __init__(self, module, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(module, lr)
-        if nesterov and momentum <= 0:
-            raise ValueError("SGD: nesterov needs momentum > 0")
-        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+        self.momentum = check_real("SGD", "momentum", momentum, "[0, inf)")
+        self.weight_decay = check_real("SGD", "weight_decay", weight_decay, "[0, inf)")
+        if nesterov and self.momentum <= 0:
+            raise ValueError(f"SGD: nesterov needs momentum > 0, got momentum={momentum!r}")
+        self.nesterov = nesterov
+        super().__init__(module, lr)  # after the checks: it packs the model's parameters
         self.t = 0
         self.buf = self._zeros() if momentum and self.flat_p is not None else None
 

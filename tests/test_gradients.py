@@ -365,7 +365,8 @@ def test_gradcheck_upstream_is_random_not_ones():
 class _DenseMeanGrad(sg.Dense):
     """Planted bug: weight gradient averaged over the batch instead of summed."""
 
-    def backward(self, dY, X):
+    def backward(self, dY, cache):
+        X = self.saved(cache)
         self.grads["weight"] += dY.T @ X / X.shape[0]
         if self.use_bias:
             self.grads["bias"] += dY.sum(axis=0)
@@ -377,7 +378,7 @@ class _BNMissingXhatTerm(sg.BatchNorm1d):
     with an all-ones upstream gradient, so only a random upstream catches it."""
 
     def backward(self, dY, cache):
-        Xhat, inv_std, training = cache
+        Xhat, inv_std, training = self.saved(cache)
         self.grads["weight"] += (dY * Xhat).sum(axis=0)
         self.grads["bias"] += dY.sum(axis=0)
         dXhat = dY * self.params["weight"]
@@ -387,15 +388,16 @@ class _BNMissingXhatTerm(sg.BatchNorm1d):
 class _LeakyAsRelu(sg.LeakyReLU):
     """Planted bug: negative side gets slope 0 in backward."""
 
-    def backward(self, dY, positive):
-        return backend.array_module(dY).where(positive, dY, 0 * dY)
+    def backward(self, dY, cache):
+        X = self.saved(cache)
+        return backend.array_module(dY).where(X > 0, dY, 0 * dY)
 
 
 class _ConvTNoBiasGrad(sg.ConvTranspose2D):
     """Planted bug: bias gradient off by a factor (half of it)."""
 
-    def backward(self, dY, X2):
-        dX = super().backward(dY, X2)
+    def backward(self, dY, cache):
+        dX = super().backward(dY, cache)
         self.grads["bias"] -= dY.sum(axis=(0, 2, 3)) / 2
         return dX
 

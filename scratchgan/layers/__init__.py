@@ -1,5 +1,5 @@
 """All layers. Each file holds one family, forward and backward side by side."""
-from .base import Module, Sequential, ShapeError
+from .base import Cache, CacheError, Module, Sequential, ShapeError
 from .dense import Dense
 from .conv import Conv2D, ConvTranspose2D
 from .batchnorm import BatchNorm1d, BatchNorm2d
@@ -9,7 +9,7 @@ from .shape import Reshape, Flatten, Upsample2D
 from .pooling import MaxPool2D, AvgPool2D
 
 __all__ = [
-    "Module", "Sequential", "ShapeError", "Dense", "Conv2D", "ConvTranspose2D",
+    "Module", "Sequential", "Cache", "ShapeError", "CacheError", "Dense", "Conv2D", "ConvTranspose2D",
     "BatchNorm1d", "BatchNorm2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout",
     "Reshape", "Flatten", "Upsample2D", "MaxPool2D", "AvgPool2D",
 ]

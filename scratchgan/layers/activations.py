@@ -15,35 +15,40 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from .base import Module
+from .base import Module, check_real
 
 
 class ReLU(Module):
     def forward(self, X):
+        self._check_input(X)
         positive = X > 0
-        return backend.array_module(X).maximum(X, 0), positive
+        return backend.array_module(X).maximum(X, 0), self.save_for_backward(positive, X.dtype)
 
-    def backward(self, dY, positive):
-        self._check_grad(dY, positive.shape)
+    def backward(self, dY, cache):
+        positive, dtype = self.saved(cache)
+        self._check_grad(dY, positive.shape, dtype, positive)
         return dY * positive                      # bool * float keeps dY's dtype
 
 
 class LeakyReLU(Module):
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = float(negative_slope)  # a NumPy float64 would upcast float32 arrays
+        # a float: a NumPy float64 would upcast float32 arrays
+        self.negative_slope = check_real("LeakyReLU", "negative_slope", negative_slope)
 
     def forward(self, X):
+        self._check_input(X)
         xp, a = backend.array_module(X), self.negative_slope
         if 0.0 < a <= 1.0:
             Y = X * a
             xp.maximum(Y, X, out=Y)  # max(x, a x) is the leaky ReLU for 0 < a <= 1, without a branch
         else:                        # a = 0 (0 * inf is NaN), a < 0 or a > 1: rare, so plain where()
             Y = xp.where(X > 0, X, X * a)
-        return Y, X
+        return Y, self.save_for_backward(X)
 
-    def backward(self, dY, X):
-        self._check_grad(dY, X.shape)
+    def backward(self, dY, cache):
+        X = self.saved(cache)
+        self._check_grad(dY, X.shape, X.dtype, X)
         dX = self._slope(X)
         dX *= dY
         return dX
@@ -78,11 +83,13 @@ def sigmoid(x):
 
 class Sigmoid(Module):
     def forward(self, X):
+        self._check_input(X)
         Y = sigmoid(X)
-        return Y, Y
+        return Y, self.save_for_backward(Y)
 
-    def backward(self, dY, Y):
-        self._check_grad(dY, Y.shape)
+    def backward(self, dY, cache):
+        Y = self.saved(cache)
+        self._check_grad(dY, Y.shape, Y.dtype, Y)
         dX = 1 - Y
         dX *= Y
         dX *= dY
@@ -91,11 +98,13 @@ class Sigmoid(Module):
 
 class Tanh(Module):
     def forward(self, X):
+        self._check_input(X)
         Y = backend.array_module(X).tanh(X)
-        return Y, Y
+        return Y, self.save_for_backward(Y)
 
-    def backward(self, dY, Y):
-        self._check_grad(dY, Y.shape)
+    def backward(self, dY, cache):
+        Y = self.saved(cache)
+        self._check_grad(dY, Y.shape, Y.dtype, Y)
         dX = Y * Y
         xp = backend.array_module(dX)
         xp.subtract(1, dX, out=dX)

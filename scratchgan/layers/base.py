@@ -10,6 +10,16 @@ runs the discriminator on a real batch and on a fake batch before either backwar
 each call gets its own cache, so the two can never be mixed up (see docs/architecture.md).
 Backward never changes ``dY`` in place and never steps parameters: optimisers do that.
 
+A cache is a ``Cache`` tagged with the layer that made it, as torch's
+``ctx.save_for_backward`` / ``ctx.saved_tensors``: forward ends with
+``return Y, self.save_for_backward(...)`` and backward starts with ``... = self.saved(cache)``,
+which raises ``CacheError`` unless the cache came from this very layer's forward. Without
+the tag a cache from another layer (whose arrays may well have fitting shapes) or a
+missing forward would silently give wrong gradients. Backward also checks that ``dY`` has
+the shape, dtype and backend of the forward's output (``_check_grad``), and forward that
+``X`` is a float32/float64 array of the expected shape (``_check_input``): misuse raises
+``ShapeError`` (``BackendError`` for mixed NumPy/CuPy arrays) naming the layer.
+
 Parameters live in ``layer.params`` (name -> array) with gradients of the same shape in
 ``layer.grads``; non-trained state (BatchNorm running statistics, Dropout's counter) in
 ``layer.buffers``. Names follow torch.nn ("weight", "bias", "running_mean", ...) and
@@ -18,16 +28,40 @@ containers prefix them ("0.weight"), so checkpoints and weights carry across.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 
 from .. import backend
 
-__all__ = ["Module", "Sequential", "ShapeError"]
+__all__ = ["Module", "Sequential", "Cache", "ShapeError", "CacheError"]
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # the dtypes layers compute in
 
 
 class ShapeError(ValueError):
-    """Bad input to a layer: wrong shape, channels, dtype or backend."""
+    """Bad input to a layer: not an array, or the wrong shape, channels or dtype."""
+
+
+class CacheError(ValueError):
+    """backward was given something other than the cache of this layer's own forward."""
+
+
+class Cache:
+    """What one forward call saved for its backward, tagged with the layer that made it."""
+
+    __slots__ = ("owner", "values")
+
+    def __init__(self, owner, values):
+        self.owner, self.values = owner, values
+
+    def __repr__(self):
+        return f"<Cache of {_name(self.owner)}>"
+
+
+def _name(module) -> str:
+    """A module's repr, on one line (a Sequential's repr lists its layers)."""
+    return f"Sequential({len(module.layers)} layers)" if isinstance(module, Sequential) else repr(module)
 
 
 class Module:
@@ -41,18 +75,38 @@ class Module:
 
     # ------------------------------------------------------------------ the contract
     def forward(self, X):
-        """Return ``(Y, cache)``."""
+        """Return ``(Y, cache)``, the cache made by ``self.save_for_backward(...)``."""
         raise NotImplementedError
 
     def backward(self, dY, cache):
-        """Given dL/dY and the cache of the matching forward, accumulate parameter
-        gradients and return dL/dX."""
+        """Given dL/dY and the cache of the matching forward (read with ``self.saved``),
+        accumulate parameter gradients and return dL/dX."""
         raise NotImplementedError
 
     def backward_params(self, dY, cache) -> None:
         """Accumulate parameter gradients only, for a layer whose input is data (no dL/dX
         needed). Layers with weights override it to skip the input-gradient product."""
         self.backward(dY, cache)
+
+    def save_for_backward(self, *values) -> Cache:
+        """The cache forward returns: ``values``, tagged with this layer as their owner."""
+        return Cache(self, values)
+
+    def saved(self, cache):
+        """The values this layer's forward saved in ``cache`` (one value, or a tuple of
+        several); CacheError unless ``cache`` is a Cache made by this very layer."""
+        if isinstance(cache, Cache) and cache.owner is self:
+            values = cache.values
+            return values[0] if len(values) == 1 else values
+        if cache is None:
+            got = "no forward: got None"
+        elif not isinstance(cache, Cache):
+            got = f"got a {type(cache).__name__}"
+        elif type(cache.owner) is type(self):
+            got = f"got a cache made by another {_name(cache.owner)} instance"
+        else:
+            got = f"got a cache made by {_name(cache.owner)}"
+        raise CacheError(f"{_name(self)}.backward: {got}; pass the cache this layer's forward returned")
 
     def __call__(self, X):
         """Output only, for inference and sampling (no cache kept)."""
@@ -152,7 +206,9 @@ class Module:
                         store[k] = fn(a)
 
     def astype(self, dtype):
-        """Cast all floating arrays (float32 <-> float64), in place; returns self."""
+        """Cast all floating arrays (float32 <-> float64), in place; returns self.
+        Any other dtype is a TypeError: layers compute in float32 or float64 only."""
+        dtype = _float_dtype(dtype, f"{_name(self)}.astype")
         self._map_arrays(lambda a: a.astype(dtype))
         return self
 
@@ -182,32 +238,68 @@ class Module:
         return None
 
     # ------------------------------------------------------------------ helpers for layers
+    def _dtype_arg(self, dtype):
+        """A constructor's ``dtype`` argument: None (the backend's default), float32 or float64."""
+        return backend.default_dtype() if dtype is None else _float_dtype(dtype, type(self).__name__)
+
     def _add_param(self, name, host_array):
         """Register a parameter (moved to the selected backend) and its zero gradient."""
         arr = backend.asarray(host_array)
         self.params[name] = arr
         self.grads[name] = backend.array_module(arr).zeros_like(arr)
 
-    def _check_input(self, X, ndim=None, dim=None, size=None, what="input"):
-        """Raise ShapeError naming this layer when X does not fit it."""
-        shape = tuple(getattr(X, "shape", ()))
-        if ndim is not None and len(shape) != ndim:
-            raise ShapeError(f"{self!r}: expected a {ndim}-D {what} {_expected(ndim, dim, size)}, got shape {shape}")
+    def _check_input(self, X, ndim=None, dim=None, size=None, min_ndim=1, like=None, what="input"):
+        """Raise ShapeError naming this layer unless X is a float32/float64 array with
+        ``ndim`` dimensions (at least ``min_ndim``: a batch axis) and ``size`` along ``dim``.
+        With parameters (or ``like``, a buffer) X must have their dtype and backend."""
+        if not (isinstance(X, np.ndarray) or backend.is_cupy_array(X)):
+            shape = _expected(ndim, dim, size) or _expected(min_ndim, None, None)[:-1] + ", ...)"
+            raise ShapeError(f"{self!r}: expected {what} as a NumPy or CuPy array {shape}, got a {type(X).__name__}")
+        shape = X.shape
+        if (len(shape) != ndim) if ndim is not None else (len(shape) < min_ndim):
+            want = f"a {ndim}-D {what} {_expected(ndim, dim, size)}" if ndim is not None else \
+                f"an {what} of at least {min_ndim}-D {_expected(min_ndim, None, None)[:-1]}, ...)"
+            raise ShapeError(f"{self!r}: expected {want}, got shape {tuple(shape)}")
         if dim is not None and shape[dim] != size:
-            raise ShapeError(f"{self!r}: expected {what} of shape {_expected(ndim, dim, size)}, got shape {shape}")
-        if self.params:
-            p = next(iter(self.params.values()))
-            if X.dtype != p.dtype:
-                raise ShapeError(f"{self!r}: expected {what} of dtype {p.dtype}, got {X.dtype} "
+            raise ShapeError(f"{self!r}: expected {what} of shape {_expected(ndim, dim, size)}, got shape {tuple(shape)}")
+        if like is None and self.params:
+            like = next(iter(self.params.values()))
+        if like is not None:
+            if X.dtype != like.dtype:
+                raise ShapeError(f"{self!r}: expected {what} of dtype {like.dtype}, got {X.dtype} "
                                  f"(cast the input, or the model with .astype())")
-            backend.array_module(X, p)  # raises when host and device arrays meet
+            try:
+                backend.array_module(X, like)
+            except backend.BackendError:
+                raise self._backend_error(X, like, what) from None
+        elif X.dtype not in FLOAT_DTYPES:
+            raise ShapeError(f"{self!r}: expected {what} of dtype float32 or float64, got {X.dtype}")
 
-    def _check_grad(self, dY, shape):
-        """Raise ShapeError unless dY has the forward output's shape: broadcasting an
-        (N, 1) gradient against an (N, K) output would silently give wrong gradients."""
-        if tuple(dY.shape) != tuple(shape):
+    def _check_grad(self, dY, shape: tuple, dtype, like=None):
+        """Raise ShapeError unless dY has the forward output's shape and dtype (and, given
+        ``like``, an array the forward saved, its backend). Broadcasting an (N, 1) gradient
+        against an (N, K) output, or a float64 dY into float32 gradients, would silently
+        give wrong results. Attribute comparisons only: no pass over the data."""
+        if not (isinstance(dY, np.ndarray) or backend.is_cupy_array(dY)):
+            raise ShapeError(f"{self!r}.backward: expected dY as an array of shape {tuple(shape)}, "
+                             f"got a {type(dY).__name__}")
+        if dY.shape != shape:
             raise ShapeError(f"{self!r}.backward: expected dY of shape {tuple(shape)} (the forward output), "
                              f"got {tuple(dY.shape)}")
+        if dY.dtype != dtype:
+            raise ShapeError(f"{self!r}.backward: expected dY of dtype {np.dtype(dtype)} (the forward output), "
+                             f"got {dY.dtype}")
+        if like is not None:
+            try:
+                backend.array_module(dY, like)  # raises when NumPy and CuPy arrays meet
+            except backend.BackendError:
+                raise self._backend_error(dY, like, "dY") from None
+
+    def _backend_error(self, a, like, what):
+        """The BackendError for ``a`` on one backend and ``like`` (this layer's array) on the other."""
+        on, got = [("CuPy" if backend.is_cupy_array(v) else "NumPy") for v in (like, a)]
+        return backend.BackendError(f"{_name(self)}: expected {what} as a {on} array (this layer runs on {on}), "
+                                    f"got a {got} array; move it with backend.asarray or module.to(...)")
 
     def extra_repr(self) -> str:
         return ""
@@ -248,6 +340,45 @@ class Module:
         return text
 
 
+def _float_dtype(dtype, who) -> np.dtype:
+    """``dtype`` as np.float32 or np.float64; TypeError naming ``who`` for anything else."""
+    try:
+        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
+    except TypeError:
+        dt = None
+    if dt is None or dt not in FLOAT_DTYPES:  # (None == np.dtype("float64") is True)
+        raise TypeError(f"{who}: dtype must be float32 or float64, got {repr(dtype) if dt is None else dt}")
+    return dt
+
+
+def is_int(value, minimum) -> bool:
+    """value is an integer (a Python or NumPy one, not a bool) >= minimum."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= minimum
+
+
+def check_int(who, name, value, minimum):
+    """A constructor argument that must be an integer >= minimum: returned as an int, or
+    ValueError naming the class, the argument, the allowed range and the value."""
+    if not is_int(value, minimum):
+        raise ValueError(f"{who}: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_real(who, name, value, interval="(-inf, inf)"):
+    """A numeric argument that must be finite and lie in ``interval``, written as in maths:
+    "[0, 1)", "(0, inf)". Returned as a float, or ValueError naming who, name, range, value."""
+    lo, hi = (float(x) for x in interval[1:-1].split(","))
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = float(value)
+        ok = (math.isfinite(v) and (lo <= v if interval[0] == "[" else lo < v)
+              and (v <= hi if interval[-1] == "]" else v < hi))
+    if not ok:
+        where = "" if interval == "(-inf, inf)" else f" in {interval}"
+        raise ValueError(f"{who}: {name} must be a finite number{where}, got {value!r}")
+    return float(value)
+
+
 def _expected(ndim, dim, size):
     if ndim is None:
         return ""
@@ -281,15 +412,18 @@ class Sequential(Module):
         for layer in self.layers:
             X, cache = layer.forward(X)
             caches.append(cache)
-        return X, caches
+        return X, self.save_for_backward(caches)
 
-    def backward(self, dY, caches, input_grad: bool = True):
+    def backward(self, dY, cache, input_grad: bool = True):
         """Back through every layer in reverse. With input_grad=False (the input is data,
         e.g. D on a real batch) the first layer with parameters only accumulates its
         parameter gradients and the layers before it are skipped; returns None."""
+        caches = self.saved(cache)
         if len(caches) != len(self.layers):
-            raise ValueError(f"Sequential.backward: got {len(caches)} caches for {len(self.layers)} layers "
-                             "(pass the cache returned by this model's forward)")
+            raise CacheError(f"{_name(self)}.backward: got a cache of {len(caches)} layers for {len(self.layers)} "
+                             "layers (layers were added or removed after the forward)")
+        if not self.layers:
+            return dY if input_grad else None
         first = 0 if input_grad else next((i for i, m in enumerate(self.layers) if m.num_parameters()), 0)
         for i in range(len(self.layers) - 1, first, -1):
             dY = self.layers[i].backward(dY, caches[i])

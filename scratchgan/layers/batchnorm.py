@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from .base import Module, ShapeError
+from .base import Module, ShapeError, check_int, check_real
 
 
 class _BatchNorm(Module):
@@ -29,8 +29,12 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, dtype=None):
         super().__init__()
-        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
-        dtype = dtype or backend.default_dtype()
+        who = type(self).__name__
+        self.num_features = num_features = check_int(who, "num_features", num_features, 1)
+        self.eps = check_real(who, "eps", eps, "(0, inf)")
+        self.momentum = None if momentum is None else check_real(who, "momentum (or None)", momentum, "[0, 1]")
+        self.affine = affine
+        dtype = self._dtype_arg(dtype)
         if affine:
             self._add_param("weight", np.ones(num_features, dtype))
             self._add_param("bias", np.zeros(num_features, dtype))
@@ -43,11 +47,7 @@ class _BatchNorm(Module):
         return v.reshape((1, -1) + (1,) * (self.ndim - 2))
 
     def forward(self, X):
-        self._check_input(X, ndim=self.ndim, dim=1, size=self.num_features)
-        if not self.affine:
-            backend.array_module(X, self.buffers["running_mean"])
-            if X.dtype != self.buffers["running_mean"].dtype:
-                raise ShapeError(f"{self!r}: expected input of dtype {self.buffers['running_mean'].dtype}, got {X.dtype}")
+        self._check_input(X, ndim=self.ndim, dim=1, size=self.num_features, like=self.buffers["running_mean"])
         if self.training:
             m = X.size // X.shape[1]
             if m < 2:
@@ -70,11 +70,11 @@ class _BatchNorm(Module):
             inv_std = 1.0 / (self.buffers["running_var"] + self.eps) ** 0.5
             Xhat = (X - self._shape(self.buffers["running_mean"])) * self._shape(inv_std)
         Y = Xhat * self._shape(self.params["weight"]) + self._shape(self.params["bias"]) if self.affine else Xhat.copy()
-        return Y, (Xhat, inv_std, self.training)
+        return Y, self.save_for_backward(Xhat, inv_std, self.training)
 
     def backward(self, dY, cache):
-        Xhat, inv_std, training = cache
-        self._check_grad(dY, Xhat.shape)
+        Xhat, inv_std, training = self.saved(cache)
+        self._check_grad(dY, Xhat.shape, Xhat.dtype, Xhat)
         gamma = self.params["weight"] if self.affine else 1.0
         if self.affine or training:
             sum_dY = dY.sum(axis=self.axes)                   # = dbeta

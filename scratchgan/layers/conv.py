@@ -28,13 +28,14 @@ import numpy as np
 
 from .. import backend
 from ..init import initialise
-from .base import Module, ShapeError
+from .base import Module, ShapeError, check_int, is_int
 
 
-def _pair(v, name):
-    pair = (v, v) if np.isscalar(v) else tuple(v)
-    if len(pair) != 2 or any(int(a) != a for a in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+def _pair(v, name, who, minimum):
+    """An int or a pair of ints, each >= minimum, as a pair; ValueError naming who otherwise."""
+    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(pair) != 2 or not all(is_int(a, minimum) for a in pair):
+        raise ValueError(f"{who}: {name} must be an integer >= {minimum} or a pair of them, got {v!r}")
     return int(pair[0]), int(pair[1])
 
 
@@ -93,7 +94,7 @@ def col2im(cols, x_shape, kernel, stride, padding, B=None):
 
 def _to_nchw(Y2, N, H, W):
     """(N*H*W, C) rows in (n, h, w) order -> a contiguous (N, C, H, W) array."""
-    Y = Y2.reshape(N, H, W, -1).transpose(0, 3, 1, 2)
+    Y = Y2.reshape(N, H, W, Y2.shape[1]).transpose(0, 3, 1, 2)  # (not -1: N may be 0)
     return backend.array_module(Y).ascontiguousarray(Y)
 
 
@@ -108,11 +109,14 @@ class Conv2D(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  init="glorot_uniform", rng=None, dtype=None):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
-        self.padding, self.use_bias = _pair(padding, "padding"), bias
-        dtype = dtype or backend.default_dtype()
-        self._add_param("weight", initialise(init, rng, (out_channels, in_channels) + self.kernel_size, dtype))
+        self.in_channels = check_int("Conv2D", "in_channels", in_channels, 1)
+        self.out_channels = check_int("Conv2D", "out_channels", out_channels, 1)
+        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2D", 1)
+        self.stride, self.padding = _pair(stride, "stride", "Conv2D", 1), _pair(padding, "padding", "Conv2D", 0)
+        self.use_bias = bias
+        dtype = self._dtype_arg(dtype)
+        self._add_param("weight", initialise(init, rng, (out_channels, in_channels) + self.kernel_size, dtype,
+                                             who="Conv2D"))
         if bias:
             self._add_param("bias", np.zeros(out_channels, dtype))
 
@@ -122,6 +126,8 @@ class Conv2D(Module):
 
     def forward(self, X):
         self._check_input(X, ndim=4, dim=1, size=self.in_channels)
+        if X.shape[2] < 1 or X.shape[3] < 1:
+            raise ShapeError(f"{self!r}: expected an input of at least 1x1 pixels, got shape {X.shape}")
         Ho, Wo = self.output_shape(*X.shape[2:])
         if Ho < 1 or Wo < 1:
             raise ShapeError(f"{self!r}: input of {X.shape[2]}x{X.shape[3]} pixels is smaller than the kernel "
@@ -131,21 +137,21 @@ class Conv2D(Module):
         Y2 = cols @ Wm
         if self.use_bias:
             Y2 += self.params["bias"]
-        return _to_nchw(Y2, X.shape[0], Ho, Wo), (X.shape, cols, Wm)
+        return _to_nchw(Y2, X.shape[0], Ho, Wo), self.save_for_backward(X.shape, cols, Wm)
 
     def backward(self, dY, cache):
-        x_shape, _, Wm = cache
-        dY2 = self._weight_grads(dY, cache)                                # (N*Ho*Wo, O)
+        x_shape, cols, Wm = self.saved(cache)
+        dY2 = self._weight_grads(dY, x_shape, cols)                        # (N*Ho*Wo, O)
         # dX = col2im(dcols), dcols = dY2 @ Wm^T (N*Ho*Wo, kh*kw*C) made one kernel offset at a time
         return col2im(dY2, x_shape, self.kernel_size, self.stride, self.padding, B=Wm.T)
 
     def backward_params(self, dY, cache):
-        self._weight_grads(dY, cache)
+        x_shape, cols, _ = self.saved(cache)
+        self._weight_grads(dY, x_shape, cols)
 
-    def _weight_grads(self, dY, cache):
+    def _weight_grads(self, dY, x_shape, cols):
         """Accumulate dW and db; return dY as (N*Ho*Wo, O) rows for the input gradient."""
-        x_shape, cols, _ = cache
-        self._check_grad(dY, (x_shape[0], self.out_channels) + self.output_shape(*x_shape[2:]))
+        self._check_grad(dY, (x_shape[0], self.out_channels) + self.output_shape(*x_shape[2:]), cols.dtype, cols)
         dY2 = _rows(dY)
         kh, kw = self.kernel_size
         dWm = cols.T @ dY2                                                 # (kh*kw*C, O)
@@ -174,16 +180,18 @@ class ConvTranspose2D(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
                  bias=True, init="glorot_uniform", rng=None, dtype=None):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
-        self.output_padding = _pair(output_padding, "output_padding")
-        if any(op >= s or op < 0 for op, s in zip(self.output_padding, self.stride)):
-            raise ValueError(f"ConvTranspose2D: output_padding {self.output_padding} must be >= 0 and "
-                             f"smaller than stride {self.stride}")
+        who = "ConvTranspose2D"
+        self.in_channels = check_int(who, "in_channels", in_channels, 1)
+        self.out_channels = check_int(who, "out_channels", out_channels, 1)
+        self.kernel_size, self.stride = _pair(kernel_size, "kernel_size", who, 1), _pair(stride, "stride", who, 1)
+        self.padding = _pair(padding, "padding", who, 0)
+        self.output_padding = _pair(output_padding, "output_padding", who, 0)
+        if any(op >= s for op, s in zip(self.output_padding, self.stride)):
+            raise ValueError(f"{who}: output_padding must be >= 0 and smaller than stride {self.stride}, "
+                             f"got {output_padding!r}")
         self.use_bias = bias
-        dtype = dtype or backend.default_dtype()
-        self._add_param("weight", initialise(init, rng, (in_channels, out_channels) + self.kernel_size, dtype))
+        dtype = self._dtype_arg(dtype)
+        self._add_param("weight", initialise(init, rng, (in_channels, out_channels) + self.kernel_size, dtype, who=who))
         if bias:
             self._add_param("bias", np.zeros(out_channels, dtype))
 
@@ -195,6 +203,8 @@ class ConvTranspose2D(Module):
     def forward(self, X):
         self._check_input(X, ndim=4, dim=1, size=self.in_channels)
         N, _, H, W_ = X.shape
+        if H < 1 or W_ < 1:
+            raise ShapeError(f"{self!r}: expected an input of at least 1x1 pixels, got shape {X.shape}")
         Ho, Wo = self.output_shape(H, W_)
         if Ho < 1 or Wo < 1:
             raise ShapeError(f"{self!r}: input of {H}x{W_} pixels gives an empty output ({Ho}x{Wo})")
@@ -204,21 +214,22 @@ class ConvTranspose2D(Module):
         Y = col2im(X2, (N, self.out_channels, Ho, Wo), self.kernel_size, self.stride, self.padding, B=Wm)
         if self.use_bias:
             Y += self.params["bias"][None, :, None, None]
-        return Y, (X2, Wm, (N, H, W_))
+        return Y, self.save_for_backward(X2, Wm, (N, H, W_))
 
     def backward(self, dY, cache):
-        _, Wm, x_shape = cache
-        cols = self._weight_grads(dY, cache)                               # (N*H*W, kh*kw*Cout)
+        X2, Wm, x_shape = self.saved(cache)
+        cols = self._weight_grads(dY, X2, x_shape)                         # (N*H*W, kh*kw*Cout)
         dX2 = cols @ Wm.T                                                  # (N*H*W, Cin)
         return _to_nchw(dX2, *x_shape)
 
     def backward_params(self, dY, cache):
-        self._weight_grads(dY, cache)
+        X2, _, x_shape = self.saved(cache)
+        self._weight_grads(dY, X2, x_shape)
 
-    def _weight_grads(self, dY, cache):
+    def _weight_grads(self, dY, X2, x_shape):
         """Accumulate dW and db; return the columns of dY for the input gradient."""
-        X2, _, (N, H, W_) = cache
-        self._check_grad(dY, (N, self.out_channels) + self.output_shape(H, W_))
+        N, H, W_ = x_shape
+        self._check_grad(dY, (N, self.out_channels) + self.output_shape(H, W_), X2.dtype, X2)
         cols, _ = im2col(dY, self.kernel_size, self.stride, self.padding)   # (N*H*W, kh*kw*Cout)
         kh, kw = self.kernel_size
         dWm = X2.T @ cols                                                  # (Cin, kh*kw*Cout)

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
 from ..init import initialise
-from .base import Module
+from .base import Module, check_int
 
 
 class Dense(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  init: str = "glorot_uniform", rng=None, dtype=None):
         super().__init__()
-        self.in_features, self.out_features, self.use_bias = in_features, out_features, bias
-        dtype = dtype or backend.default_dtype()
-        self._add_param("weight", initialise(init, rng, (out_features, in_features), dtype))
+        self.in_features = check_int("Dense", "in_features", in_features, 1)
+        self.out_features = check_int("Dense", "out_features", out_features, 1)
+        self.use_bias = bias
+        dtype = self._dtype_arg(dtype)
+        self._add_param("weight", initialise(init, rng, (out_features, in_features), dtype, who="Dense"))
         if bias:
             self._add_param("bias", np.zeros(out_features, dtype))
 
@@ -29,17 +30,18 @@ class Dense(Module):
         Y = X @ W.T
         if self.use_bias:
             Y += self.params["bias"]
-        return Y, X
+        return Y, self.save_for_backward(X)
 
-    def backward(self, dY, X):
-        self.backward_params(dY, X)
+    def backward(self, dY, cache):
+        self.backward_params(dY, cache)
         W = self.params["weight"]
         if self.out_features == 1:  # an outer product: NumPy's matmul takes a slow non-BLAS path for it
             return dY * W
         return dY @ W
 
-    def backward_params(self, dY, X):
-        self._check_grad(dY, (X.shape[0], self.out_features))
+    def backward_params(self, dY, cache):
+        X = self.saved(cache)
+        self._check_grad(dY, (X.shape[0], self.out_features), X.dtype, X)
         self.grads["weight"] += dY.T @ X
         if self.use_bias:
             self.grads["bias"] += dY.sum(axis=0)

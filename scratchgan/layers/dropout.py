@@ -12,20 +12,20 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from .base import Module
+from .base import Module, check_real
 
 
 class Dropout(Module):
     def __init__(self, p: float = 0.5, seed: int = 0):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p, self.seed = p, seed
+        self.p = check_real("Dropout", "p", p, "[0, 1]")
+        self.seed = seed
         self.buffers["calls"] = np.zeros((), np.int64)  # host counter: no device sync to read it
 
     def forward(self, X):
+        self._check_input(X)
         if not self.training or self.p == 0.0:
-            return X, X.shape
+            return X, self.save_for_backward(None, X)
         xp = backend.array_module(X)
         rng = backend.random_generator(xp, self.seed, int(self.buffers["calls"]))
         self.buffers["calls"] += 1
@@ -34,14 +34,15 @@ class Dropout(Module):
         else:
             mask = (rng.random(X.shape, dtype=X.dtype) >= self.p).astype(X.dtype)
             mask *= 1.0 / (1.0 - self.p)
-        return X * mask, mask
+        return X * mask, self.save_for_backward(mask, None)
 
-    def backward(self, dY, mask):
-        """mask: the scaled keep-mask, or the input shape when the layer was the identity."""
-        if isinstance(mask, tuple):
-            self._check_grad(dY, mask)
+    def backward(self, dY, cache):
+        """mask: the scaled keep-mask, or None when the layer was the identity (Y = X)."""
+        mask, X = self.saved(cache)
+        if mask is None:
+            self._check_grad(dY, X.shape, X.dtype, X)
             return dY
-        self._check_grad(dY, mask.shape)
+        self._check_grad(dY, mask.shape, mask.dtype, mask)
         return dY * mask
 
     def extra_repr(self):

@@ -35,11 +35,9 @@ __all__ = ["MaxPool2D", "AvgPool2D"]
 class _Pool2D(Module):
     def __init__(self, kernel_size, stride=None):
         super().__init__()
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1:
-            raise ValueError(f"{type(self).__name__}: kernel_size and stride must be >= 1, got "
-                             f"{self.kernel_size} and {self.stride}")
+        who = type(self).__name__
+        self.kernel_size = _pair(kernel_size, "kernel_size", who, 1)
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride", who, 1)
 
     @property
     def _disjoint(self):
@@ -83,10 +81,11 @@ class MaxPool2D(_Pool2D):
                 Y = X[idx].copy()
             else:
                 xp.maximum(Y, X[idx], out=Y)
-        return Y, (X, Y)
+        return Y, self.save_for_backward(X, Y)
 
     def backward(self, dY, cache):
-        X, Y = cache
+        X, Y = self.saved(cache)
+        self._check_grad(dY, Y.shape, Y.dtype, Y)
         xp = backend.array_module(dY)
         dX = xp.zeros(X.shape, dtype=dY.dtype)
         taken = None  # windows whose maximum has already received its gradient
@@ -116,9 +115,11 @@ class AvgPool2D(_Pool2D):
             else:
                 Y += X[idx]
         Y *= 1.0 / (self.kernel_size[0] * self.kernel_size[1])
-        return Y, X.shape
+        return Y, self.save_for_backward(X.shape, X.dtype)
 
-    def backward(self, dY, x_shape):
+    def backward(self, dY, cache):
+        x_shape, dtype = self.saved(cache)
+        self._check_grad(dY, (x_shape[0], x_shape[1]) + self.output_shape(*x_shape[2:]), dtype)
         xp = backend.array_module(dY)
         share = dY * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
         dX = xp.zeros(x_shape, dtype=dY.dtype)

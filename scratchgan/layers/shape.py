@@ -2,11 +2,14 @@
 
 Their backward passes are the adjoint rearrangement: reshape back, or for nearest
 upsampling by s, sum each s x s block of dY (every input pixel fed s*s outputs).
+They cache the input's shape and dtype only, and return dX on dY's own backend.
 """
 from __future__ import annotations
 
+import math
+
 from .. import backend
-from .base import Module, ShapeError
+from .base import Module, ShapeError, check_int, is_int
 
 
 class Reshape(Module):
@@ -14,19 +17,22 @@ class Reshape(Module):
 
     def __init__(self, *shape):
         super().__init__()
-        self.shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if not all(is_int(d, 1) for d in shape):
+            raise ShapeError(f"Reshape: the target dims must be positive integers, got {shape!r}")
+        self.shape = tuple(int(d) for d in shape)
 
     def forward(self, X):
-        n_in = X.size // X.shape[0] if X.shape[0] else 0
-        n_out = 1
-        for d in self.shape:
-            n_out *= d
+        self._check_input(X)
+        n_in, n_out = math.prod(X.shape[1:]), math.prod(self.shape)
         if n_in != n_out:
             raise ShapeError(f"{self!r}: cannot reshape input of shape {X.shape} ({n_in} values per item) "
                              f"to (N, {', '.join(map(str, self.shape))}) ({n_out} values per item)")
-        return X.reshape((X.shape[0],) + self.shape), X.shape
+        return X.reshape((X.shape[0],) + self.shape), self.save_for_backward(X.shape, X.dtype)
 
-    def backward(self, dY, x_shape):
+    def backward(self, dY, cache):
+        x_shape, dtype = self.saved(cache)
+        self._check_grad(dY, (x_shape[0],) + self.shape, dtype)
         return dY.reshape(x_shape)
 
     def extra_repr(self):
@@ -37,9 +43,13 @@ class Flatten(Module):
     """(N, ...) -> (N, prod(...))."""
 
     def forward(self, X):
-        return X.reshape(X.shape[0], -1), X.shape
+        self._check_input(X, min_ndim=2)
+        N = X.shape[0]
+        return X.reshape(N, math.prod(X.shape[1:])), self.save_for_backward(X.shape, X.dtype)
 
-    def backward(self, dY, x_shape):
+    def backward(self, dY, cache):
+        x_shape, dtype = self.saved(cache)
+        self._check_grad(dY, (x_shape[0], math.prod(x_shape[1:])), dtype)
         return dY.reshape(x_shape)
 
 
@@ -48,9 +58,7 @@ class Upsample2D(Module):
 
     def __init__(self, scale_factor: int = 2):
         super().__init__()
-        if int(scale_factor) != scale_factor or scale_factor < 1:
-            raise ValueError(f"Upsample2D: scale_factor must be a positive integer, got {scale_factor!r}")
-        self.scale_factor = int(scale_factor)
+        self.scale_factor = check_int("Upsample2D", "scale_factor", scale_factor, 1)
 
     def forward(self, X):
         self._check_input(X, ndim=4)
@@ -58,12 +66,13 @@ class Upsample2D(Module):
         s = self.scale_factor
         # A broadcast view (N, C, H, s, W, s) of X, materialised by one reshape copy.
         Y = backend.array_module(X).broadcast_to(X[:, :, :, None, :, None], (N, C, H, s, W, s))
-        return Y.reshape(N, C, H * s, W * s), None
+        return Y.reshape(N, C, H * s, W * s), self.save_for_backward(X.shape, X.dtype)
 
-    def backward(self, dY, _):
-        N, C, Hs, Ws = dY.shape
+    def backward(self, dY, cache):
+        (N, C, H, W), dtype = self.saved(cache)
         s = self.scale_factor
-        return dY.reshape(N, C, Hs // s, s, Ws // s, s).sum(axis=(3, 5))
+        self._check_grad(dY, (N, C, H * s, W * s), dtype)
+        return dY.reshape(N, C, H, s, W, s).sum(axis=(3, 5))
 
     def extra_repr(self):
         return f"scale_factor={self.scale_factor}"
