@@ -28,7 +28,7 @@ class BackendError(RuntimeError):
     """Raised when the requested backend cannot be used, or arrays of two backends meet."""
 
 
-_state = {"name": "numpy", "xp": np, "dtype": np.dtype(np.float32)}
+_state = {"name": "numpy", "xp": np, "dtype": np.dtype(np.float32), "env_error": None}
 _cupy = None  # the cupy module once it has been imported successfully
 
 
@@ -57,22 +57,25 @@ def _import_cupy():
 
 def use(backend: str) -> None:
     """Select the backend for new arrays: "numpy" or "cupy"."""
-    backend = backend.lower()
+    backend = str(backend).lower()
     if backend == "numpy":
         _state.update(name="numpy", xp=np)
     elif backend == "cupy":
         _state.update(name="cupy", xp=_import_cupy())
     else:
         raise BackendError(f"unknown backend {backend!r}: expected 'numpy' or 'cupy'")
+    _state["env_error"] = None   # an explicit choice replaces a bad SCRATCHGAN_BACKEND
 
 
 def name() -> str:
     """The name of the selected backend."""
+    _check_environment()
     return _state["name"]
 
 
 def xp():
     """The array namespace (numpy or cupy) of the selected backend."""
+    _check_environment()
     return _state["xp"]
 
 
@@ -97,7 +100,7 @@ def array_module(*arrays):
 
 def asarray(a, dtype=None):
     """``a`` as an array of the selected backend (copies between host and device as needed)."""
-    target = _state["xp"]
+    target = xp()
     if target is np and is_cupy_array(a):
         a = a.get()
     return target.asarray(a, dtype=dtype)
@@ -169,6 +172,17 @@ def tune_host_allocator() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, 256 * 2**20)) and bool(mallopt(M_TRIM_THRESHOLD, 2**30))
 
 
+def _check_environment() -> None:
+    """Raise the deferred error of a bad SCRATCHGAN_BACKEND (until use() chooses a backend)."""
+    if _state["env_error"] is not None:
+        raise _state["env_error"]
+
+
 _env = os.environ.get("SCRATCHGAN_BACKEND")
 if _env:
-    use(_env)
+    # Importing scratchgan never fails because of the environment (`scratchgan --help` must work):
+    # a bad value is reported by the first call that needs the backend.
+    try:
+        use(_env)
+    except BackendError as exc:
+        _state["env_error"] = BackendError(f"SCRATCHGAN_BACKEND={_env!r}: {exc}")

@@ -147,8 +147,7 @@ def bench_layers(repeats=10) -> list[dict]:
 
 
 def main(args) -> int:
-    models = [m for m in args.models.split(",") if m]
-    batches = [int(b) for b in args.batch_sizes.split(",") if b]
+    models, batches = args.models, args.batch_sizes   # lists, parsed and checked by the CLI
     gemm = gemm_rate()
     result = {"backend": backend.name(), "dtype": str(backend.default_dtype()), "gemm_gflops": gemm, "models": []}
     for kind in models:

@@ -9,12 +9,18 @@ name carries a prefix of its own checksum, so a new .npz never replaces the one 
 one, never half a file (and re-saving the same step is safe too).
 Loading checks the .npz against the sha256 in the .json and reads it with
 ``allow_pickle=False``, so a checkpoint can never execute code.
+
+A run folder is shared like any archive, so the .json is untrusted: the arrays file it names
+must be exactly ``NAME-<first 12 hex digits of its sha256>.npz`` beside it (a name derived
+from the checksum, never a path). Anything else is refused before any file is read or
+deleted (docs/reliability.md).
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -23,12 +29,16 @@ import numpy as np
 from . import backend
 from .atomic import atomic_write_bytes
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "remove_checkpoint", "CheckpointError",
-           "atomic_write_bytes"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_meta", "arrays_path", "latest_checkpoint", "list_checkpoints",
+           "remove_checkpoint", "CheckpointError", "CHECKPOINT_NAME", "atomic_write_bytes"]
+
+# The trainer's checkpoints: step_0000020.json (+ step_0000020-<sha>.npz); the step is in the name.
+CHECKPOINT_NAME = re.compile(r"^step_(\d{7,})\.json$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, incomplete, corrupted or does not fit the model."""
+    """A checkpoint is missing, incomplete, corrupted, hostile or does not fit the model."""
 
 
 def save_checkpoint(path_stem, arrays: dict, meta: dict) -> Path:
@@ -39,9 +49,9 @@ def save_checkpoint(path_stem, arrays: dict, meta: dict) -> Path:
     np.savez(buf, **{k: backend.to_numpy(v) for k, v in arrays.items()})
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    npz_path = stem.parent / f"{stem.name}-{digest[:12]}.npz"
     meta_path = stem.with_suffix(".json")
-    previous = _npz_of(meta_path) if meta_path.exists() else None
+    npz_path = meta_path.parent / _npz_name(meta_path, digest)
+    previous = _previous_arrays(meta_path)
     atomic_write_bytes(npz_path, data)
     meta = dict(meta, npz_sha256=digest, npz_file=npz_path.name)
     atomic_write_bytes(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
@@ -50,10 +60,54 @@ def save_checkpoint(path_stem, arrays: dict, meta: dict) -> Path:
     return meta_path
 
 
-def _npz_of(meta_path: Path):
+def _npz_name(meta_path: Path, digest: str) -> str:
+    return f"{meta_path.stem}-{digest[:12]}.npz"
+
+
+def read_meta(meta_path) -> dict:
+    """A checkpoint's .json as a dict; CheckpointError naming the file if it is not one."""
+    meta_path = Path(meta_path)
     try:
-        return meta_path.parent / json.loads(meta_path.read_text())["npz_file"]
-    except (ValueError, KeyError, OSError):
+        meta = json.loads(meta_path.read_bytes())
+    except FileNotFoundError:
+        raise CheckpointError(f"{meta_path}: checkpoint metadata not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{meta_path}: cannot read it ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{meta_path}: not valid JSON (nested too deeply)") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path}: not a scratchgan checkpoint (the JSON is a {type(meta).__name__}, "
+                              "not an object)")
+    return meta
+
+
+def arrays_path(meta_path, meta: dict) -> Path:
+    """The .npz that ``meta`` (read from ``meta_path``) names, after checking that the name is
+    exactly NAME-<sha[:12]>.npz beside the .json. Never a path taken from the file."""
+    meta_path = Path(meta_path)
+    digest, name = meta.get("npz_sha256"), meta.get("npz_file")
+    if not isinstance(digest, str) or not _SHA256.match(digest):
+        raise CheckpointError(f"{meta_path}: not a scratchgan checkpoint ('npz_sha256' must be a sha256 hex "
+                              f"digest, got {_short(digest)})")
+    expected = _npz_name(meta_path, digest)
+    if name != expected:
+        raise CheckpointError(f"{meta_path}: 'npz_file' must be {expected!r} (named by the checkpoint and its "
+                              f"checksum), got {_short(name)}; refusing to read or delete it")
+    return meta_path.parent / expected
+
+
+def _short(value, limit=80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _previous_arrays(meta_path: Path):
+    """The .npz an existing, valid .json points to (to remove after a re-save), else None."""
+    try:
+        return arrays_path(meta_path, read_meta(meta_path))
+    except CheckpointError:
         return None
 
 
@@ -64,48 +118,67 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         meta_path = meta_path.with_name(meta_path.stem.rsplit("-", 1)[0] + ".json")
     elif meta_path.suffix != ".json":
         meta_path = meta_path.with_suffix(".json")
-    if not meta_path.exists():
-        raise CheckpointError(f"{meta_path}: checkpoint metadata not found")
+    meta = read_meta(meta_path)
+    npz_path = arrays_path(meta_path, meta)
     try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("npz_file"), str):
-        raise CheckpointError(f"{meta_path}: not a scratchgan checkpoint (no 'npz_file' entry)")
-    npz_path = meta_path.parent / Path(meta["npz_file"]).name  # never a path outside the folder
-    if not npz_path.exists():
-        raise CheckpointError(f"{npz_path}: checkpoint arrays not found (metadata {meta_path.name} exists)")
-    data = npz_path.read_bytes()
+        data = npz_path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{npz_path}: checkpoint arrays not found (metadata {meta_path.name} exists)") from None
+    except OSError as exc:
+        raise CheckpointError(f"{npz_path}: cannot read it ({exc.strerror or exc})") from None
     digest = hashlib.sha256(data).hexdigest()
-    if digest != meta.get("npz_sha256"):
-        raise CheckpointError(f"{npz_path}: checksum mismatch (expected {meta.get('npz_sha256')}, got {digest}); "
+    if digest != meta["npz_sha256"]:
+        raise CheckpointError(f"{npz_path}: checksum mismatch (expected {meta['npz_sha256']}, got {digest}); "
                               "the file is truncated or corrupted")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, EOFError, MemoryError, zipfile.BadZipFile, NotImplementedError) as exc:
         # e.g. an object array: refused rather than unpickled
-        raise CheckpointError(f"{npz_path}: not a plain-array checkpoint ({exc})") from None
+        raise CheckpointError(f"{npz_path}: not a plain-array checkpoint ({type(exc).__name__}: "
+                              f"{_short(str(exc), 200)})") from None
     return arrays, meta
 
 
 def remove_checkpoint(meta_path) -> None:
-    """Delete a checkpoint's .json (first, so it is never left pointing at nothing) and .npz."""
+    """Delete a checkpoint's .json (first, so it is never left pointing at nothing) and .npz.
+
+    A .json that names any file other than its own arrays is refused (CheckpointError) and
+    nothing is deleted; an unreadable .json is removed alone (its arrays, if any, become an
+    orphan that ``runfolder.remove_leftovers`` removes)."""
     meta_path = Path(meta_path)
-    npz_path = _npz_of(meta_path)
+    try:
+        meta = read_meta(meta_path)
+    except CheckpointError:
+        npz_path = None
+    else:
+        npz_path = arrays_path(meta_path, meta)
     meta_path.unlink(missing_ok=True)
     if npz_path is not None:
         npz_path.unlink(missing_ok=True)
 
 
+def list_checkpoints(folder) -> list:
+    """The trainer's checkpoints in ``folder`` as [(step, path of the .json)], oldest first.
+
+    Only files named step_NNNNNNN.json count (the step is read from the name, so a foreign or
+    damaged .json can neither hide nor impersonate one)."""
+    found = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return []
+    for path in entries:
+        m = CHECKPOINT_NAME.match(path.name)
+        if m:
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
 def latest_checkpoint(folder):
-    """The newest complete checkpoint (by step) in ``folder``, or None."""
-    best = None
-    for meta_path in Path(folder).glob("*.json"):
-        try:
-            step = json.loads(meta_path.read_text())["step"]
-        except (ValueError, KeyError, OSError):
-            continue
-        if best is None or step > best[0]:
-            best = (step, meta_path)
-    return None if best is None else best[1]
+    """The .json of the newest checkpoint (by the step in its name) in ``folder``, or None.
+
+    It is not opened here: a damaged newest checkpoint is reported when it is loaded, rather
+    than silently passed over for an older one."""
+    found = list_checkpoints(folder)
+    return found[-1][1] if found else None

@@ -7,77 +7,287 @@
     scratchgan evaluate runs/dcgan --data-dir ../shared/data/mnist
     scratchgan gradcheck
     scratchgan bench
+
+Every value is checked where it is parsed, and every anticipated failure ends in one line on
+stderr starting "error:" and an exit code (docs/reliability.md):
+
+    0  done                          1  the work failed (training diverged, a gradient check
+    2  usage or input error              failed, a write failed mid-run: disk full, ...)
+       (bad flag value, missing or   130 / 143  stopped by Ctrl-C / SIGTERM (train saves first)
+       bad file, unwritable output)
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
 # Steps for which a CPU run of a few minutes already shows digit-like samples.
 DEFAULT_STEPS = {"mlp": 10000, "cgan": 10000, "dcgan": 1000}
 DEFAULT_BATCH = {"mlp": 64, "cgan": 64, "dcgan": 64}
+# Defaults of the train flags. The parser itself defaults them to None, so that --resume can tell
+# a flag the user gave (to honour or refuse) from one left out.
+TRAIN_DEFAULTS = dict(model="mlp", dataset="mnist", lr=2e-4, beta1=0.5, k=1, g_loss="nonsaturating",
+                      label_smoothing=0.0, dtype="float32", seed=0, log_every=50, sample_every=500,
+                      checkpoint_every=1000)
+# --resume honours these (the change is recorded in config.json's history) ...
+RESUMABLE = ("steps", "epochs", "lr", "beta1", "k", "g_loss", "label_smoothing", "log_every", "sample_every",
+             "checkpoint_every")
+# ... and refuses a change of these: they define the model, the data or the random streams.
+FIXED_ON_RESUME = ("model", "dataset", "classes", "batch_size", "dtype", "seed", "latent_dim", "noise",
+                   "upsample", "g_hidden", "d_hidden")
 
 
-def _add_backend(p):
-    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
-                   help="array backend (default: $SCRATCHGAN_BACKEND or numpy)")
+_DEVICE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.ENOMEM}
 
 
+class UsageError(ValueError):
+    """A flag's value that does not fit the run or the situation (exit code 2)."""
+
+
+# --------------------------------------------------------------------------- value parsers
+def _integer(lo, hi=None):
+    def parse(text):
+        what = f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}"
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+    return parse
+
+
+def _number(lo, hi=math.inf, lo_open=False, hi_open=False):
+    interval = (f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}" if hi < math.inf
+                else f"{'>' if lo_open else '>='} {lo:g}")
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number {'in ' * (hi < math.inf)}{interval}, "
+                                             f"got {text!r}") from None
+        inside = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+        if not math.isfinite(value) or not inside:
+            raise argparse.ArgumentTypeError(f"expected a number {'in ' * (hi < math.inf)}{interval}, got {text!r}")
+        return value
+    return parse
+
+
+def _int_list(lo, hi, max_len):
+    def parse(text):
+        parts = [t.strip() for t in text.split(",")]
+        try:
+            values = [int(t) for t in parts]
+        except ValueError:
+            values = None
+        if not values or len(values) > max_len or any(v < lo or v > hi for v in values):
+            raise argparse.ArgumentTypeError(f"expected 1 to {max_len} comma-separated integers in {lo}..{hi}, "
+                                             f"got {text!r}")
+        return values
+    return parse
+
+
+def _path(text):
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r}")
+    return text
+
+
+def _classes(text):
+    parts = [t.strip() for t in text.split(",")]
+    if not all(parts) or "\0" in text:
+        raise argparse.ArgumentTypeError(f"expected class labels or names separated by commas, e.g. 2 or 0,1,2; "
+                                         f"got {text!r}")
+    return [int(c) if c.isdigit() else c for c in parts]
+
+
+def _names(choices):
+    def parse(text):
+        names = [t.strip() for t in text.split(",")]
+        if not names or any(n not in choices for n in names):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices)}; got {text!r}")
+        return names
+    return parse
+
+
+# --------------------------------------------------------------------------- helpers
 def _use_backend(args):
     from . import backend
     if args.backend:
         backend.use(args.backend)
+    else:
+        backend.name()  # a bad SCRATCHGAN_BACKEND is reported here, as an error line
 
 
-def _parse_classes(text):
-    return [int(c) if c.strip().isdigit() else c.strip() for c in text.split(",")] if text else None
+def _say(args, msg):
+    if not getattr(args, "quiet", False):
+        print(msg, flush=True)
+
+
+def _output_file(path, flag) -> Path:
+    """Check an output file's place before the work that makes it."""
+    from .runfolder import check_writable
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; give a file name")
+    check_writable(path.parent, f"{flag} {path}")
+    return path
+
+
+def _check_label(gan, label, flag="--label"):
+    if label is None:
+        return
+    if not gan.conditional:
+        raise UsageError(f"{flag} {label}: this run's model ({gan.kind}) is unconditional; {flag} applies to "
+                         "conditional (cgan) runs")
+    if not 0 <= label < gan.num_classes:
+        raise UsageError(f"{flag}: expected a class in 0..{gan.num_classes - 1} for this run, got {label}")
+
+
+# --------------------------------------------------------------------------- train
+def _model_args(args, model) -> dict:
+    """Builder arguments from the model flags that were given."""
+    given = {}
+    if args.latent_dim is not None:
+        given["latent_dim"] = args.latent_dim
+    if args.noise is not None:
+        given["noise"] = args.noise
+    if args.upsample is not None:
+        if model != "dcgan":
+            raise UsageError(f"--upsample applies to --model dcgan only, not {model}")
+        given["upsample"] = args.upsample
+    for flag, value, mlp_name, conv_name, n_conv in (("--g-hidden", args.g_hidden, "g_hidden", "g_channels", 3),
+                                                     ("--d-hidden", args.d_hidden, "d_hidden", "d_channels", 2)):
+        if value is None:
+            continue
+        if model == "dcgan":
+            if len(value) != n_conv:
+                raise UsageError(f"{flag}: the dcgan takes {n_conv} channel counts, got {len(value)} "
+                                 f"({','.join(map(str, value))})")
+            given[conv_name] = value
+        else:
+            given[mlp_name] = value
+    return given
+
+
+def _new_config(args):
+    from . import backend
+    from .training import TrainConfig
+    d = TRAIN_DEFAULTS
+    model = args.model or d["model"]
+
+    def pick(name):
+        value = getattr(args, name)
+        return d[name] if value is None else value
+
+    return TrainConfig(
+        model=model, model_args=_model_args(args, model), dataset=pick("dataset"), classes=args.classes,
+        steps=args.steps if args.steps is not None else DEFAULT_STEPS[model], epochs=args.epochs,
+        batch_size=args.batch_size if args.batch_size is not None else DEFAULT_BATCH[model],
+        lr=pick("lr"), beta1=pick("beta1"), k=pick("k"), g_loss=pick("g_loss"),
+        label_smoothing=pick("label_smoothing"), seed=pick("seed"), backend=backend.name(),
+        log_every=pick("log_every"), sample_every=pick("sample_every"),
+        checkpoint_every=pick("checkpoint_every"), dtype=pick("dtype")).validate()
+
+
+def _resumed_config(args, out, newest):
+    """(config, history) of the run in ``out``: its settings as of the newest checkpoint, with the
+    flags given now applied when --resume may change them, and refused when it may not."""
+    from . import backend
+    from .checkpoint import CheckpointError, read_meta
+    from .runfolder import RunFolderError
+    from .training import TrainConfig
+    meta = read_meta(newest)
+    try:
+        cfg = TrainConfig.from_dict(meta.get("train"))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{newest}: its training settings are invalid ({exc})") from None
+    model_meta = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    history = []
+    config_path = out / "config.json"
+    if config_path.exists():
+        try:
+            history = json.loads(config_path.read_bytes()).get("history", [])
+            if not isinstance(history, list):
+                raise ValueError("'history' is not a list")
+        except (ValueError, UnicodeDecodeError, AttributeError, OSError) as exc:
+            raise RunFolderError(f"{config_path}: not a valid run configuration ({exc}); fix or remove it to "
+                                 "resume (the checkpoint holds the run's settings)") from None
+    # refused changes
+    requested = {"model": args.model, "dataset": args.dataset, "classes": args.classes,
+                 "batch_size": args.batch_size, "dtype": args.dtype, "seed": args.seed}
+    current = {"model": cfg.model, "dataset": cfg.dataset, "classes": cfg.classes, "batch_size": cfg.batch_size,
+               "dtype": cfg.dtype, "seed": cfg.seed}
+    for name, value in _model_args(args, cfg.model).items():
+        requested[name], current[name] = value, model_meta.get(name)
+    for name, value in requested.items():
+        if value is not None and value != current[name]:
+            flag = "--" + {"g_channels": "g_hidden", "d_channels": "d_hidden"}.get(name, name).replace("_", "-")
+            raise UsageError(f"{flag} {_show(value)} differs from the run's {_show(current[name])} and cannot change "
+                             f"on --resume (it defines the model, the data or the random streams); start a new run "
+                             f"with another --out")
+    # honoured changes
+    changed = {}
+    for name in RESUMABLE:
+        value = getattr(args, name)
+        if value is not None and value != getattr(cfg, name):
+            changed[name] = [getattr(cfg, name), value]
+            setattr(cfg, name, value)
+    if args.steps is not None and args.epochs is None and cfg.epochs is not None:
+        changed["epochs"] = [cfg.epochs, None]   # --steps replaces an epoch budget
+        cfg.epochs = None
+    if backend.name() != cfg.backend:
+        changed["backend"] = [cfg.backend, backend.name()]
+        cfg.backend = backend.name()
+    cfg.validate()
+    step = meta.get("step")
+    if args.steps is not None and args.epochs is None and isinstance(step, int) and args.steps <= step:
+        raise UsageError(f"--steps {args.steps}: the run is already at step {step}; give more steps to continue")
+    if changed:
+        history = history + [{"step": step, "changed": changed}]
+    return cfg, history, changed
+
+
+def _show(value):
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def cmd_train(args):
     from . import backend, data, models
-    from .checkpoint import latest_checkpoint
-    from .training import TrainConfig, Trainer
+    from .checkpoint import list_checkpoints
+    from .runfolder import check_subfolders, check_writable, clear_run, run_files
+    from .training import Trainer
     _use_backend(args)
-    out = Path(args.out or f"runs/{args.model}")
-    has_ckpt = (out / "checkpoints").exists() and latest_checkpoint(out / "checkpoints") is not None
+    out = Path(args.out or f"runs/{args.model or TRAIN_DEFAULTS['model']}")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    check_subfolders(out)
+    checkpoints = list_checkpoints(out / "checkpoints")
     if args.resume:
-        if not has_ckpt:
-            sys.exit(f"--resume: no checkpoint in {out / 'checkpoints'}")
-        meta = json.loads((out / "config.json").read_text())
-        cfg = TrainConfig.from_dict(meta["train"])
-        if args.steps is not None:
-            cfg.steps, cfg.epochs = args.steps, None
-        if args.epochs is not None:
-            cfg.epochs = args.epochs
+        if not checkpoints:
+            raise UsageError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        cfg, history, changed = _resumed_config(args, out, checkpoints[-1][1])
     else:
-        if has_ckpt and not args.overwrite:
-            sys.exit(f"{out} already holds a run: continue it with --resume, or choose another --out "
-                     "(or --overwrite)")
-        model_args = {}
-        if args.latent_dim is not None:
-            model_args["latent_dim"] = args.latent_dim
-        if args.noise is not None:
-            model_args["noise"] = args.noise
-        if args.upsample is not None:
-            model_args["upsample"] = args.upsample
-        if args.g_hidden:
-            model_args["g_hidden"] = [int(v) for v in args.g_hidden.split(",")]
-        if args.d_hidden:
-            model_args["d_hidden"] = [int(v) for v in args.d_hidden.split(",")]
-        cfg = TrainConfig(
-            model=args.model, model_args=model_args, dataset=args.dataset, classes=_parse_classes(args.classes),
-            steps=args.steps if args.steps is not None else DEFAULT_STEPS[args.model], epochs=args.epochs,
-            batch_size=args.batch_size or DEFAULT_BATCH[args.model], lr=args.lr, beta1=args.beta1, k=args.k,
-            g_loss=args.g_loss, label_smoothing=args.label_smoothing, seed=args.seed,
-            backend=backend.name(), log_every=args.log_every, sample_every=args.sample_every,
-            checkpoint_every=args.checkpoint_every, dtype=args.dtype)
-        if has_ckpt and args.overwrite:
-            import shutil
-            shutil.rmtree(out)
+        cfg, history, changed = _new_config(args), [], {}
+        ours = run_files(out)[0]
+        if ours and not args.overwrite:
+            what = "a run" if checkpoints else "files of an earlier run (" + ", ".join(
+                sorted(p.name for p in ours)[:3]) + ")"
+            raise UsageError(f"{out} already holds {what}: continue it with --resume, choose another --out, "
+                             f"or replace it with --overwrite")
+    check_writable(out, f"--out {out}")
     backend.set_default_dtype(cfg.dtype)  # a resumed run keeps the dtype it was started with
     gan = models.build(cfg.model, seed=cfg.seed, **cfg.model_args)
     import warnings
@@ -89,43 +299,56 @@ def cmd_train(args):
         print(f"note: training on the {ds.source}; for the full data set use --data-dir DIR, "
               "$SCRATCHGAN_DATA or --download", file=sys.stderr)
     scale = "tanh" if gan.output == "tanh" else "sigmoid"
+    trainer = Trainer(gan, ds.as_float(scale=scale, dtype=backend.default_dtype()), ds.labels, cfg, run_dir=out,
+                      quiet=args.quiet, data_note=ds.source)
+    trainer.history = history
+    if args.overwrite:  # only now, when everything else has been checked: the old run goes
+        kept = clear_run(out)
+        if kept:
+            print(f"note: --overwrite kept {len(kept)} file(s) that scratchgan did not write: "
+                  + ", ".join(str(p.relative_to(out)) for p in kept[:5]) + (" ..." if len(kept) > 5 else ""),
+                  file=sys.stderr)
     if not args.quiet:
         print(f"data: {ds.name} ({ds.split}), {len(ds):,} images from {ds.source}")
         print(f"model: {cfg.model} on {backend.name()}  ->  {out}")
         gan.G.summary((gan.latent_dim + gan.num_classes,))
         gan.D.summary((784 + gan.num_classes,) if gan.conditional else gan.image_shape)
-    trainer = Trainer(gan, ds.as_float(scale=scale, dtype=backend.default_dtype()), ds.labels, cfg, run_dir=out,
-                      quiet=args.quiet, data_note=ds.source)
     if args.resume:
         trainer.resume()
+        if changed:
+            _say(args, "changed on resume: " + ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in changed.items()))
     last = trainer.train()
+    if trainer.stop_signal:
+        return 128 + trainer.stop_signal
     if not args.quiet:
         print(f"done: step {trainer.step}; samples in {out / 'samples.png'}, losses in {out / 'losses.png'}, "
               f"checkpoints in {out / 'checkpoints'}")
         if last:
             print("last: " + ", ".join(f"{k}={v}" for k, v in last.items()))
-    return 0
+    return EXIT_OK
 
 
+# --------------------------------------------------------------------------- using a trained run
 def cmd_sample(args):
+    from . import backend
     from .images import save_grid
     from .training import load_run
     _use_backend(args)
     gan, meta = load_run(args.run_dir)
+    _check_label(gan, args.label)
+    out = _output_file(args.out or Path(args.run_dir) / f"sample_seed{args.seed}.png", "--out")
     labels = None
     if gan.conditional:
         if args.label is not None:
             labels = np.full(args.n, args.label)
         else:
             labels = np.repeat(np.arange(gan.num_classes), max(1, args.n // gan.num_classes))
-    from . import backend
     n = len(labels) if labels is not None else args.n
     images = gan.generate(n, seed=args.seed, labels=None if labels is None else backend.asarray(labels))
     nrow = max(1, args.n // gan.num_classes) if gan.conditional and args.label is None else int(np.ceil(np.sqrt(n)))
-    out = Path(args.out or Path(args.run_dir) / f"sample_seed{args.seed}.png")
     save_grid(images, out, nrow=nrow, output=gan.output)
     print(f"wrote {out} ({n} samples, step {meta['step']})")
-    return 0
+    return EXIT_OK
 
 
 def cmd_interpolate(args):
@@ -133,20 +356,55 @@ def cmd_interpolate(args):
     from .training import load_run
     _use_backend(args)
     gan, meta = load_run(args.run_dir)
-    out = Path(args.out or Path(args.run_dir) / f"interpolate_{args.mode}.png")
+    _check_label(gan, args.label)
+    if args.dim >= gan.latent_dim:
+        raise UsageError(f"--dim: expected a latent dimension in 0..{gan.latent_dim - 1} for this run, got {args.dim}")
+    if args.mode == "classes" and not gan.conditional:
+        raise UsageError(f"--mode classes needs a conditional (cgan) run; this run's model is {gan.kind}")
+    out = _output_file(args.out or Path(args.run_dir) / f"interpolate_{args.mode}.png", "--out")
     latent.save_walk(gan, out, mode=args.mode, steps=args.steps, rows=args.rows, seed=args.seed,
                      dim=args.dim, label=args.label)
     print(f"wrote {out}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_evaluate(args):
     from . import metrics
     _use_backend(args)
+    # progress goes to stderr, so that stdout holds only the report (or only the JSON)
+    progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = metrics.evaluate_run(args.run_dir, n=args.n, seed=args.seed, batch=args.batch, data_dir=args.data_dir,
-                                  n_real=args.n_real, progress=None if args.quiet else print)
+                                  n_real=args.n_real, progress=progress)
     print(json.dumps(result, indent=2) if args.json else metrics.format_report(result))
-    return 0
+    return EXIT_OK
+
+
+def _read_images(path: Path):
+    """Digits to complete from a .npy array or an image file -> (N, 1, H, W) floats in [0, 1]."""
+    if not path.is_file():
+        raise UsageError(f"--images {path}: " + ("is a folder" if path.is_dir() else "no such file"))
+    if path.suffix.lower() == ".npy":
+        try:
+            raw = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise UsageError(f"--images {path}: not a plain NumPy array file ({exc})") from None
+        if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "biuf":
+            raise UsageError(f"--images {path}: expected a numeric array, got dtype {getattr(raw, 'dtype', None)}")
+    else:
+        import matplotlib.image as mpimg
+        try:
+            raw = mpimg.imread(path)      # PNG -> float in [0, 1]
+        except Exception as exc:          # a damaged or foreign file can fail in many ways inside the decoder
+            raise UsageError(f"--images {path}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
+        if raw.ndim == 3:
+            raw = raw[..., :3].mean(axis=-1)
+    if raw.ndim not in (2, 3, 4) or raw.size == 0 or (raw.ndim == 4 and raw.shape[1] != 1):
+        raise UsageError(f"--images {path}: expected (H, W), (N, H, W) or (N, 1, H, W) digits, got shape {raw.shape}")
+    raw = raw.reshape((-1, 1) + raw.shape[-2:])
+    unit = raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw.astype(np.float32)
+    if not np.isfinite(unit).all():
+        raise UsageError(f"--images {path}: holds NaN or inf values")
+    return unit
 
 
 def cmd_inpaint(args):
@@ -156,27 +414,20 @@ def cmd_inpaint(args):
     from .training import load_run
     _use_backend(args)
     gan, meta = load_run(args.run_dir)
+    out = _output_file(args.out or Path(args.run_dir) / f"inpaint_{Path(str(args.mask)).stem}.png", "--out")
     labels = None
     if args.images:                       # your own digits: .npy (N, 28, 28) or (N, 1, 28, 28), or one PNG
-        path = Path(args.images)
-        if path.suffix.lower() == ".npy":
-            raw = np.load(path, allow_pickle=False)
-        else:
-            import matplotlib.image as mpimg
-            raw = mpimg.imread(path)      # PNG -> float in [0, 1]
-            if raw.ndim == 3:
-                raw = raw[..., :3].mean(axis=-1)
-        if raw.ndim in (2, 3):
-            raw = raw.reshape((-1, 1) + raw.shape[-2:])
-        unit = raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw.astype(np.float32)  # -> [0, 1]
+        unit = _read_images(Path(args.images))
         images = unit * 2.0 - 1.0 if gan.output == "tanh" else unit
-        source = str(path)
+        source = str(args.images)
     else:                                 # held-out digits: the MNIST test set, never trained on
         try:
             ds = data.load_dataset("mnist", split="test", data_dir=args.data_dir, progress=False)
         except data.DataNotFound:
-            raise ValueError("the MNIST test set was not found: give --data-dir DIR (a folder with "
+            raise UsageError("the MNIST test set was not found: give --data-dir DIR (a folder with "
                              "t10k-images-idx3-ubyte.gz) or your own digits with --images") from None
+        if args.start >= len(ds):
+            raise UsageError(f"--start {args.start}: the test set has {len(ds)} digits (0..{len(ds) - 1})")
         images = ds.as_float(scale=gan.output)[args.start:args.start + args.n]
         if gan.conditional and args.use_labels:
             labels = ds.labels[args.start:args.start + args.n]
@@ -192,24 +443,27 @@ def cmd_inpaint(args):
     masked = inpaint.masked_images(images, mask, fill=-1.0 if gan.output == "tanh" else 0.0)
     per_row = 4                                             # digits per row: original | masked | completed
     grid = np.stack([images, masked, completed], axis=1).reshape((-1,) + images.shape[1:])
-    out = Path(args.out or Path(args.run_dir) / f"inpaint_{Path(str(args.mask)).stem}.png")
     save_grid(grid, out, nrow=3 * min(per_row, len(images)), output=gan.output)
     if args.save_npy:
-        np.save(out.with_suffix(".npy"), completed)
+        from .atomic import atomic_write_bytes
+        import io
+        buf = io.BytesIO()
+        np.save(buf, completed)
+        atomic_write_bytes(out.with_suffix(".npy"), buf.getvalue())
     print(f"wrote {out} ({len(images)} images from {source}; original | masked | completed; "
           f"{1 - float(mask.mean()):.0%} of the pixels missing)")
     print(f"mean |error| on the missing pixels: GAN {err:.4f}, mean-image fill {base:.4f} "
           f"(ratio {err / max(base, 1e-12):.2f})")
     if res.labels is not None:
         print("labels used: " + " ".join(str(int(v)) for v in backend.to_numpy(res.labels)))
-    return 0
+    return EXIT_OK
 
 
 def cmd_gradcheck(args):
     from .gradcheck_suite import run_suite
     _use_backend(args)
     ok = run_suite(verbose=True)
-    return 0 if ok else 1
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_bench(args):
@@ -218,82 +472,131 @@ def cmd_bench(args):
     return bench_main(args)
 
 
+# --------------------------------------------------------------------------- the parser
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line: "error: argument --steps: expected ...". """
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"error: {message} (see: {self.prog} --help)\n")
+
+
+def _add_backend(p):
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
+                   help="array backend (default: $SCRATCHGAN_BACKEND, else numpy)")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="scratchgan", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    from . import __version__
+    from .inpaint import MASK_KINDS
+    d = TRAIN_DEFAULTS
+    p = _Parser(prog="scratchgan", description=__doc__.split("\n")[0],
+                epilog="exit codes: 0 done, 1 the work failed, 2 usage or input error, 130/143 stopped by "
+                       "Ctrl-C/SIGTERM (docs/reliability.md)")
+    p.add_argument("--version", action="version", version=f"scratchgan {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a GAN and write a run folder")
-    t.add_argument("--model", choices=["mlp", "cgan", "dcgan"], default="mlp")
-    t.add_argument("--dataset", default="mnist", help="mnist, mnist-bundled, fashion-mnist, emnist-letters")
-    t.add_argument("--data-dir", default=None, help="folder holding the data set's IDX files")
+    t.add_argument("--model", choices=["mlp", "cgan", "dcgan"], default=None, help=f"(default: {d['model']})")
+    t.add_argument("--dataset", default=None, type=_path,
+                   help=f"mnist, mnist-bundled, fashion-mnist, emnist-letters (default: {d['dataset']})")
+    t.add_argument("--data-dir", default=None, type=_path,
+                   help="folder holding the data set's IDX files (default: $SCRATCHGAN_DATA, the cache, "
+                        "then the bundled sample)")
     t.add_argument("--download", action="store_true", help="download the data set if it is not found")
-    t.add_argument("--classes", default=None, help="keep only these classes, e.g. 2 or 0,1,2")
-    t.add_argument("--steps", type=int, default=None, help="generator steps (default per model)")
-    t.add_argument("--epochs", type=float, default=None, help="train for this many epochs instead of --steps")
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--beta1", type=float, default=0.5)
-    t.add_argument("--k", type=int, default=1, help="discriminator steps per generator step")
-    t.add_argument("--g-loss", choices=["nonsaturating", "minimax"], default="nonsaturating")
-    t.add_argument("--label-smoothing", type=float, default=0.0, help="one-sided: real target = 1 - this")
-    t.add_argument("--latent-dim", type=int, default=None)
-    t.add_argument("--noise", choices=["normal", "uniform"], default=None)
-    t.add_argument("--upsample", choices=["transposed", "nearest"], default=None, help="dcgan only")
-    t.add_argument("--g-hidden", default=None, help="mlp/cgan generator widths, e.g. 200,500")
-    t.add_argument("--d-hidden", default=None, help="mlp/cgan discriminator widths, e.g. 500,200")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=None, help="run folder (default runs/MODEL)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    t.add_argument("--log-every", type=int, default=50)
-    t.add_argument("--sample-every", type=int, default=500)
-    t.add_argument("--checkpoint-every", type=int, default=1000)
+    t.add_argument("--classes", default=None, type=_classes,
+                   help="keep only these classes, e.g. 2 or 0,1,2 (default: all)")
+    t.add_argument("--steps", type=_integer(1), default=None,
+                   help=f"generator steps (default: {DEFAULT_STEPS['mlp']} for mlp and cgan, "
+                        f"{DEFAULT_STEPS['dcgan']} for dcgan)")
+    t.add_argument("--epochs", type=_number(0, lo_open=True), default=None,
+                   help="train for this many passes over the data instead of --steps (default: off)")
+    t.add_argument("--batch-size", type=_integer(1, 65536), default=None, help="(default: 64)")
+    t.add_argument("--lr", type=_number(0, lo_open=True), default=None, help=f"Adam's learning rate (default: {d['lr']:g})")
+    t.add_argument("--beta1", type=_number(0, 1, hi_open=True), default=None,
+                   help=f"Adam's beta1 (default: {d['beta1']})")
+    t.add_argument("--k", type=_integer(1, 100), default=None,
+                   help=f"discriminator steps per generator step (default: {d['k']})")
+    t.add_argument("--g-loss", choices=["nonsaturating", "minimax"], default=None, help=f"(default: {d['g_loss']})")
+    t.add_argument("--label-smoothing", type=_number(0, 1, hi_open=True), default=None,
+                   help=f"one-sided: real target = 1 - this (default: {d['label_smoothing']})")
+    t.add_argument("--latent-dim", type=_integer(1, 8192), default=None,
+                   help="size of z (default: 100 for mlp and dcgan, 128 for cgan)")
+    t.add_argument("--noise", choices=["normal", "uniform"], default=None, help="distribution of z (default: normal)")
+    t.add_argument("--upsample", choices=["transposed", "nearest"], default=None,
+                   help="dcgan only: how G doubles the size (default: transposed)")
+    t.add_argument("--g-hidden", type=_int_list(1, 4096, 8), default=None,
+                   help="generator widths, e.g. 200,500 (mlp/cgan; default: 256 and 256,512), or the dcgan's "
+                        "3 channel counts (default: 256,128,64)")
+    t.add_argument("--d-hidden", type=_int_list(1, 4096, 8), default=None,
+                   help="discriminator widths, e.g. 500,200 (mlp/cgan; default: 256 and 512,256), or the "
+                        "dcgan's 2 channel counts (default: 64,128)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default=None, help=f"(default: {d['dtype']})")
+    t.add_argument("--seed", type=_integer(0, 2**32 - 1), default=None, help=f"(default: {d['seed']})")
+    t.add_argument("--out", default=None, type=_path, help="run folder (default: runs/MODEL)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest checkpoint; "
+                        + ", ".join("--" + n.replace("_", "-") for n in RESUMABLE[:4])
+                        + " ... may change (recorded in config.json), the model and data may not")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (deletes only the files scratchgan wrote there)")
+    t.add_argument("--log-every", type=_integer(1), default=None,
+                   help=f"steps between rows of metrics.csv (default: {d['log_every']})")
+    t.add_argument("--sample-every", type=_integer(1), default=None,
+                   help=f"steps between sample grids (default: {d['sample_every']})")
+    t.add_argument("--checkpoint-every", type=_integer(1), default=None,
+                   help=f"steps between checkpoints (default: {d['checkpoint_every']})")
     t.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
     _add_backend(t)
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="a grid of new samples from a trained run")
-    s.add_argument("run_dir")
-    s.add_argument("--n", type=int, default=64)
+    s.add_argument("run_dir", type=_path)
+    s.add_argument("--n", type=_integer(1, 10000), default=64, help="samples (default: 64)")
     s.add_argument("--label", type=int, default=None, help="cgan: the class to draw (default: every class)")
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--out", default=None)
+    s.add_argument("--seed", type=_integer(0, 2**32 - 1), default=1, help="(default: 1)")
+    s.add_argument("--out", default=None, type=_path, help="PNG to write (default: RUN/sample_seedSEED.png)")
     _add_backend(s)
     s.set_defaults(func=cmd_sample)
 
     i = sub.add_parser("interpolate", help="latent walks: line/slerp between two z, or a sweep of one dimension")
-    i.add_argument("run_dir")
-    i.add_argument("--mode", choices=["linear", "slerp", "sweep", "classes"], default="slerp")
-    i.add_argument("--steps", type=int, default=10)
-    i.add_argument("--rows", type=int, default=8)
-    i.add_argument("--dim", type=int, default=0, help="sweep: the latent dimension to vary")
-    i.add_argument("--label", type=int, default=None, help="cgan: the class for linear/slerp/sweep")
-    i.add_argument("--seed", type=int, default=1)
-    i.add_argument("--out", default=None)
+    i.add_argument("run_dir", type=_path)
+    i.add_argument("--mode", choices=["linear", "slerp", "sweep", "classes"], default="slerp",
+                   help="(default: slerp)")
+    i.add_argument("--steps", type=_integer(2, 100), default=10, help="images per row (default: 10)")
+    i.add_argument("--rows", type=_integer(1, 100), default=8, help="(default: 8)")
+    i.add_argument("--dim", type=_integer(0), default=0, help="sweep: the latent dimension to vary (default: 0)")
+    i.add_argument("--label", type=int, default=None,
+                   help="cgan: the class for linear/slerp/sweep (default: a different class per row)")
+    i.add_argument("--seed", type=_integer(0, 2**32 - 1), default=1, help="(default: 1)")
+    i.add_argument("--out", default=None, type=_path, help="PNG to write (default: RUN/interpolate_MODE.png)")
     _add_backend(i)
     i.set_defaults(func=cmd_interpolate)
 
     n = sub.add_parser("inpaint", help="complete the missing part of digits with a trained GAN (Yeh et al. 2017)")
-    n.add_argument("run_dir")
-    n.add_argument("--mask", default="center",
-                   help="center, left, right, top, bottom, random, or a .png/.npy file (white/1 = known)")
-    n.add_argument("--fraction", type=float, default=None,
+    n.add_argument("run_dir", type=_path)
+    n.add_argument("--mask", default="center", type=_path,
+                   help=f"{', '.join(MASK_KINDS)}, or a .png/.npy file (white/1 = known) (default: center)")
+    n.add_argument("--fraction", type=_number(0, 1), default=None,
                    help="fraction of MISSING pixels (default: center 0.25, sides 0.5, random 0.8)")
-    n.add_argument("--images", default=None, help=".npy or .png digits to complete (default: MNIST test digits)")
-    n.add_argument("--data-dir", default=None, help="folder holding the MNIST test files (t10k-*)")
-    n.add_argument("--n", type=int, default=16, help="test digits to complete")
-    n.add_argument("--start", type=int, default=0, help="index of the first test digit")
-    n.add_argument("--steps", type=int, default=500, help="Adam steps on z")
-    n.add_argument("--lr", type=float, default=0.03)
-    n.add_argument("--restarts", type=int, default=8, help="random starting codes per image; the best is kept")
-    n.add_argument("--lam", type=float, default=0.1, help="weight of the perceptual (discriminator) loss")
-    n.add_argument("--perceptual", choices=["nonsaturating", "minimax"], default="nonsaturating")
+    n.add_argument("--images", default=None, type=_path,
+                   help=".npy or .png digits to complete (default: MNIST test digits)")
+    n.add_argument("--data-dir", default=None, type=_path,
+                   help="folder holding the MNIST test files, t10k-* (default: $SCRATCHGAN_DATA or the cache)")
+    n.add_argument("--n", type=_integer(1, 10000), default=16, help="test digits to complete (default: 16)")
+    n.add_argument("--start", type=_integer(0), default=0, help="index of the first test digit (default: 0)")
+    n.add_argument("--steps", type=_integer(1, 100000), default=500, help="Adam steps on z (default: 500)")
+    n.add_argument("--lr", type=_number(0, lo_open=True), default=0.03, help="(default: 0.03)")
+    n.add_argument("--restarts", type=_integer(1, 256), default=8,
+                   help="random starting codes per image; the best is kept (default: 8)")
+    n.add_argument("--lam", type=_number(0), default=0.1,
+                   help="weight of the perceptual (discriminator) loss (default: 0.1)")
+    n.add_argument("--perceptual", choices=["nonsaturating", "minimax"], default="nonsaturating",
+                   help="(default: nonsaturating)")
     n.add_argument("--unweighted", action="store_true", help="plain L1 on the known pixels (no 7x7 weights)")
     n.add_argument("--use-labels", action="store_true",
                    help="cgan: condition on the test digits' true labels (default: try every class)")
-    n.add_argument("--seed", type=int, default=0)
-    n.add_argument("--out", default=None, help="PNG to write (default RUN/inpaint_MASK.png)")
+    n.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0, help="(default: 0)")
+    n.add_argument("--out", default=None, type=_path, help="PNG to write (default: RUN/inpaint_MASK.png)")
     n.add_argument("--save-npy", action="store_true", help="also save the completed images next to the PNG")
     _add_backend(n)
     n.set_defaults(func=cmd_inpaint)
@@ -303,43 +606,74 @@ def build_parser():
     g.set_defaults(func=cmd_gradcheck)
 
     b = sub.add_parser("bench", help="time training iterations and layers")
-    b.add_argument("--models", default="mlp,dcgan")
-    b.add_argument("--batch-sizes", default="16,64,256")
-    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--models", type=_names(["mlp", "cgan", "dcgan"]), default=["mlp", "dcgan"],
+                   help="(default: mlp,dcgan)")
+    b.add_argument("--batch-sizes", type=_int_list(1, 4096, 16), default=[16, 64, 256], help="(default: 16,64,256)")
+    b.add_argument("--repeats", type=_integer(1, 1000), default=5, help="timed iterations per row (default: 5)")
     b.add_argument("--layers", action="store_true", help="per-layer forward/backward times (DCGAN sizes)")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_backend(b)
     b.set_defaults(func=cmd_bench)
+
     e = sub.add_parser("evaluate", help="score a run with the judge: FID, classifier score, precision/recall, "
                                         "memorisation, next to real-data ceilings")
-    e.add_argument("run_dir")
-    e.add_argument("--n", type=int, default=10000, help="generated samples (cgan: n/10 per class)")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch", type=int, default=500)
-    e.add_argument("--data-dir", default=None, help="folder holding the official test set (t10k-*-ubyte.gz)")
-    e.add_argument("--n-real", type=int, default=None, help="use only the first N real test/train images")
-    e.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("run_dir", type=_path)
+    e.add_argument("--n", type=_integer(10, 100000), default=10000,
+                   help="generated samples (cgan: n/10 per class) (default: 10000)")
+    e.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0, help="(default: 0)")
+    e.add_argument("--batch", type=_integer(1, 10000), default=500, help="judge batch size (default: 500)")
+    e.add_argument("--data-dir", default=None, type=_path,
+                   help="folder holding the official test set, t10k-*-ubyte.gz (default: $SCRATCHGAN_DATA or the cache)")
+    e.add_argument("--n-real", type=_integer(10), default=None,
+                   help="use only the first N real test/train images (default: all)")
+    e.add_argument("--json", action="store_true", help="print the whole result as JSON (progress goes to stderr)")
+    e.add_argument("--quiet", action="store_true", help="no progress lines")
     _add_backend(e)
     e.set_defaults(func=cmd_evaluate)
     return p
 
 
+# --------------------------------------------------------------------------- main
+def _error(message) -> None:
+    """One line on stderr: "error: ..." (a multi-line message is joined)."""
+    text = " ".join(str(message).split("\n")).strip()
+    print(f"error: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) and usage errors (2) return their code
+        return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
     from .backend import BackendError, set_default_dtype, tune_host_allocator
     tune_host_allocator()  # the command owns its process: reuse freed host memory (docs/performance.md)
     from .checkpoint import CheckpointError
     from .data import DataError
     from .judge import JudgeError
     from .metrics import EvaluationDataMissing
+    from .runfolder import RunFolderError
     from .training import DivergenceError
     try:
         return args.func(args)
-    except (BackendError, CheckpointError, DataError, DivergenceError, JudgeError, EvaluationDataMissing,
+    except KeyboardInterrupt:  # train: a second Ctrl-C (a save in progress is never interrupted)
+        _error("interrupted" + ("; the newest complete checkpoint is kept" if args.command == "train" else ""))
+        return 128 + 2
+    except (BackendError, CheckpointError, DataError, JudgeError, EvaluationDataMissing, RunFolderError,
             ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        _error(exc)
+        return EXIT_USAGE
+    except DivergenceError as exc:
+        _error(exc)
+        return EXIT_FAILED
+    except MemoryError:
+        _error("not enough memory for this model, batch or sample count; choose smaller ones")
+        return EXIT_FAILED
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}")
+        # The device failed under the work (disk full, I/O error, read-only remount): 1.
+        # A path given that is missing, unreadable, too long or not writable: an input error, 2.
+        return EXIT_FAILED if exc.errno in _DEVICE_ERRORS else EXIT_USAGE
     finally:
         set_default_dtype(np.float32)  # in-process callers (tests, notebooks) get the default back
 

@@ -50,7 +50,7 @@ def save_grid(images, path, nrow: int, output: str = "tanh", scale: int = 2) -> 
 
 
 def plot_losses(metrics_csv, path) -> Path:
-    """Plot D and G losses and mean D(x), D(G(z)) against the step from a metrics CSV."""
+    """Plot D and G losses and mean D(x), D(G(z)) against the step from a metrics CSV (atomic write)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -65,7 +65,11 @@ def plot_losses(metrics_csv, path) -> Path:
         ax2.plot(step, [float(r[key]) for r in rows], label=label, lw=1)
     ax2.set_xlabel("step"), ax2.set_ylim(0, 1), ax2.legend(), ax2.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
+    import io
+    from .atomic import atomic_write_bytes
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format="png")
     plt.close(fig)
+    path = Path(path)
+    atomic_write_bytes(path, buf.getvalue())
     return path

@@ -277,10 +277,13 @@ def load_judge(name: str = "mnist", path=None, verify: bool = True, dtype=np.flo
     The .npz is read with ``allow_pickle=False`` after its sha256 has been checked against
     the .json beside it; a mismatch raises JudgeError. The judge is put on the selected backend.
     """
+    shipped = sorted(p.stem for p in JUDGES_DIR.glob("*.npz"))
+    if path is None and name not in shipped:   # a name, never a path (it may come from a run folder)
+        raise JudgeError(f"no shipped judge {str(name)[:80]!r}; shipped judges: {shipped}. "
+                         f"Train one with examples/train_judge.py and pass its path")
     path = Path(path) if path is not None else JUDGES_DIR / f"{name}.npz"
     meta_path = path.with_suffix(".json")
     if not path.exists() or not meta_path.exists():
-        shipped = sorted(p.stem for p in JUDGES_DIR.glob("*.npz"))
         raise JudgeError(f"judge {str(path)!r} (or its .json) not found; shipped judges: {shipped}. "
                          f"Train one with examples/train_judge.py")
     meta = json.loads(meta_path.read_text())

@@ -378,8 +378,14 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     gan, meta = load_run(run_dir, checkpoint)
+    if write:  # find out now, not after minutes of work, that the results cannot be written
+        from .runfolder import check_writable
+        check_writable(run_dir, "evaluate")
     train_cfg = meta.get("train", {})
-    dataset = train_cfg.get("dataset", "mnist")
+    if not isinstance(train_cfg, dict):
+        train_cfg = {}
+    from .data.datasets import get_spec
+    dataset = get_spec(train_cfg.get("dataset", "mnist")).name   # a registered name, never a path
     judge_name = "mnist" if dataset in ("mnist", "mnist-bundled") else dataset
     judge = judge or load_judge(judge_name)
     judge.to(backend.name())
@@ -437,7 +443,8 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
         result["nn_grid"] = {"path": str(grid), "rows": _nn_grid(grid, images[:nq], real["x_train"], nn_idx, nn_pix)}
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
-        (run_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+        from .atomic import atomic_write_bytes
+        atomic_write_bytes(run_dir / "evaluation.json", (json.dumps(result, indent=2) + "\n").encode())
     return result
 
 

@@ -11,6 +11,10 @@ recipe): G's forward cache is still valid because only D has changed. D's weight
 "frozen" in the G step by not stepping D's optimiser; the gradient still flows through D.
 docs/gan-objective.md maps each line of the algorithm to the code below.
 
+The run is guarded (docs/reliability.md): a loss beyond MAX_LOSS or a parameter, gradient or
+optimiser-state norm beyond MAX_NORM (or any NaN/inf) stops it with DivergenceError naming the
+step, before anything non-finite is saved; Ctrl-C or SIGTERM finish the step, save and stop.
+
 All randomness is (seed, counter) based: noise for step t comes from
 random_generator(seed, t), data order from (seed, epoch), Dropout masks from each
 layer's own counter. A checkpoint therefore holds a few integers of random state, and
@@ -19,6 +23,7 @@ a resumed run is bit-identical to an uninterrupted one on the CPU.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import signal
@@ -29,17 +34,27 @@ from pathlib import Path
 import numpy as np
 
 from . import backend, losses
-from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, remove_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, arrays_path, latest_checkpoint, list_checkpoints, load_checkpoint,
+                         read_meta, remove_checkpoint, save_checkpoint)
+from .atomic import atomic_write_bytes
 from .images import plot_losses, save_grid
 from .layers.activations import sigmoid
-from .models import GAN, build
+from .models import GAN, MODELS, build
 from .optim import Adam
+from .runfolder import RunFolderError, check_subfolders, remove_leftovers
 
-__all__ = ["TrainConfig", "Trainer", "DivergenceError", "load_run"]
+__all__ = ["TrainConfig", "Trainer", "DivergenceError", "load_run", "MAX_LOSS", "MAX_NORM"]
+
+# The divergence guard's bounds. A GAN loss on logits grows like |logit|; D's logits stay within
+# a few hundred even when it wins outright, so a loss of 1e6 means the weights have blown up.
+# Parameter, gradient and Adam first-moment norms of a healthy run are below 1e4 for these models.
+MAX_LOSS = 1e6
+MAX_NORM = 1e8
 
 
 class DivergenceError(RuntimeError):
-    """A loss became NaN or inf."""
+    """The run blew up: a loss, a parameter, a gradient or the optimiser state is NaN/inf or
+    beyond the guard's bound (MAX_LOSS, MAX_NORM)."""
 
 
 @dataclass
@@ -68,11 +83,59 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """A validated config from a dict (e.g. read from a run folder, so untrusted)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a dict of settings, got {type(d).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}")
-        return cls(**d)
+            raise ValueError(f"unknown config keys {sorted(map(str, unknown))}")
+        return cls(**d).validate()
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the first setting of the wrong type or out of range."""
+        def integer(name, lo):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+        def number(name, lo, hi=math.inf, lo_open=False, hi_open=False):
+            v = getattr(self, name)
+            ok = (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+                  and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi))
+            if not ok:
+                rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+                raise ValueError(f"{name} must be a number in {rng}, got {v!r}")
+
+        def one_of(name, options):
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name} must be one of {', '.join(map(str, options))}; got {getattr(self, name)!r}")
+
+        one_of("model", sorted(MODELS))
+        if not isinstance(self.model_args, dict) or not all(isinstance(k, str) for k in self.model_args):
+            raise ValueError(f"model_args must be a dict of builder arguments, got {self.model_args!r}")
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError(f"dataset must be a data set name, got {self.dataset!r}")
+        if self.classes is not None and not (
+                isinstance(self.classes, list) and self.classes
+                and all(isinstance(c, str) or (isinstance(c, int) and not isinstance(c, bool)) for c in self.classes)):
+            raise ValueError(f"classes must be a non-empty list of labels or class names, got {self.classes!r}")
+        for name in ("steps", "batch_size", "k", "log_every", "sample_every", "checkpoint_every", "n_samples",
+                     "keep_checkpoints"):
+            integer(name, 1)
+        integer("seed", 0)
+        if self.seed >= 2**32:
+            raise ValueError(f"seed must be below 2**32, got {self.seed}")
+        if self.epochs is not None:
+            number("epochs", 0, lo_open=True)
+        number("lr", 0, lo_open=True)
+        number("beta1", 0, 1, hi_open=True)
+        number("beta2", 0, 1, hi_open=True)
+        number("label_smoothing", 0, 1, hi_open=True)
+        one_of("g_loss", sorted(losses.G_LOSSES))
+        one_of("backend", ["numpy", "cupy"])
+        one_of("dtype", ["float32", "float64"])
+        return self
 
 
 METRIC_FIELDS = ["step", "epoch", "d_loss", "g_loss", "d_real", "d_fake", "time_s", "samples_per_s"]
@@ -86,6 +149,7 @@ class Trainer:
     """
 
     def __init__(self, gan: GAN, images, labels, config: TrainConfig, run_dir=None, quiet=False, data_note=""):
+        config.validate()
         self.gan, self.config, self.quiet = gan, config, quiet
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.xp = backend.xp()
@@ -112,14 +176,13 @@ class Trainer:
         self._perm = None
         self._perm_epoch = -1
         self._stop_requested = False
+        self._started = False    # run-folder housekeeping done (first train())
         self._saved_step = None
-        if config.k < 1:
-            raise ValueError(f"k (discriminator steps per generator step) must be at least 1, got {config.k}")
-        if config.keep_checkpoints < 1:
-            raise ValueError(f"keep_checkpoints must be at least 1, got {config.keep_checkpoints}")
-        self.g_loss_fn = losses.G_LOSSES[config.g_loss] if config.g_loss in losses.G_LOSSES else None
-        if self.g_loss_fn is None:
-            raise ValueError(f"unknown g_loss {config.g_loss!r}; choose from {sorted(losses.G_LOSSES)}")
+        self.g_loss_fn = losses.G_LOSSES[config.g_loss]
+        self.history = []         # changes of settings on resume, kept in config.json
+        self.stop_signal = None   # the signal (SIGINT, SIGTERM) that stopped the last train()
+        self._saving = False
+        self._abort_after_save = False
         # The fixed noise (and labels) every sample grid is drawn from.
         fixed_rng = backend.random_generator(self.xp, config.seed, 2**31 - 1)
         if gan.conditional:
@@ -191,20 +254,25 @@ class Trainer:
         return cfg.steps
 
     def train(self, steps=None) -> dict:
-        """Train until ``steps`` (default: the config's) generator steps are done."""
+        """Train until ``steps`` (default: the config's) generator steps are done.
+
+        Stops early, after finishing the step and saving a checkpoint, on Ctrl-C (SIGINT) or
+        SIGTERM: ``self.stop_signal`` then holds the signal. Raises DivergenceError (nothing is
+        saved) when the guard finds the run blown up."""
         total = self.total_steps() if steps is None else steps
         cfg = self.config
         if self.run_dir is not None:
-            self._write_config()
+            self._start_run_folder()
         on_cpu = self.xp is np
-        previous = signal.getsignal(signal.SIGINT)
-        try:
-            signal.signal(signal.SIGINT, self._request_stop)
-        except ValueError:  # not the main thread: Ctrl-C handling is the caller's business
-            previous = None
+        self.stop_signal, self._stop_requested = None, False
+        previous = self._install_signal_handlers()
         bar = self._progress(total)
         last = {}
         t0, step0 = time.perf_counter(), self.step
+        # Overflow in a blown-up run is reported once, by the guard (a DivergenceError naming the
+        # step), not as NumPy warnings from deep inside a layer.
+        errstate = np.errstate(over="ignore", invalid="ignore")
+        errstate.__enter__()
         try:
             while self.step < total and not self._stop_requested:
                 out = self.train_step()
@@ -212,12 +280,9 @@ class Trainer:
                 save_now = self.run_dir is not None and self.step % cfg.checkpoint_every == 0
                 if on_cpu or log_now or save_now:  # on a GPU, fetch values only when logging or saving
                     values = {k: float(v) for k, v in out.items()}
-                    if not all(math.isfinite(values[k]) for k in ("d_loss", "g_loss")):
-                        raise DivergenceError(
-                            f"training diverged at step {self.step}: d_loss={values['d_loss']}, "
-                            f"g_loss={values['g_loss']}. The last good checkpoint is kept; try a lower "
-                            f"learning rate (--lr) or label smoothing.")
+                    self._check_losses(values)
                 if log_now:
+                    self.check_health()
                     dt = time.perf_counter() - t0
                     sps = (self.step - step0) * cfg.batch_size * cfg.k / max(dt, 1e-9)
                     last = dict(step=self.step, epoch=round(self.epoch, 4), **{k: round(v, 6) for k, v in values.items()},
@@ -233,27 +298,87 @@ class Trainer:
                         self.save_samples()
                     if save_now:
                         self.save()
+            if self.run_dir is not None:
+                # Unless the loop's last iteration already wrote them:
+                if self.step % cfg.sample_every != 0:
+                    self.save_samples()
+                if self.step != self._saved_step:
+                    self.save()
         finally:
+            errstate.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
-        if self.run_dir is not None:
-            # Unless the loop's last iteration already wrote them:
-            if self.step % cfg.sample_every != 0:
-                self.save_samples()
-            if self.step != self._saved_step:
-                self.save()
-            if self._stop_requested:
-                self._say(f"interrupted: checkpoint saved at step {self.step} in {self.run_dir}; "
-                          f"continue with --resume")
+            self._restore_signal_handlers(previous)
+        if self._stop_requested:
+            self.stop_signal = self._stop_requested
+            if self.run_dir is not None:
+                self._say(f"stopped by {signal.Signals(self.stop_signal).name}: checkpoint saved at step "
+                          f"{self.step} in {self.run_dir}; continue with --resume")
         return last
 
+    # ------------------------------------------------------------------ the divergence guard
+    def _check_losses(self, values):
+        for name in ("d_loss", "g_loss"):
+            v = values[name]
+            if not math.isfinite(v) or abs(v) > MAX_LOSS:
+                raise DivergenceError(
+                    f"training diverged at step {self.step}: {name} = {v:.4g} "
+                    f"({'not finite' if not math.isfinite(v) else f'beyond the bound {MAX_LOSS:g}'}). "
+                    f"{self._kept()}; try a lower learning rate (--lr) or label smoothing")
+
+    def check_health(self) -> None:
+        """Raise DivergenceError unless the parameters, gradients and Adam moments of G and D are
+        finite with L2 norms within MAX_NORM (Adam's second moments: finite). One dot product
+        per flat buffer, so cheap enough for every logged step."""
+        for net, opt in (("G", self.opt_G), ("D", self.opt_D)):
+            if opt.flat_p is None:
+                continue
+            xp = backend.array_module(opt.flat_p)
+            with np.errstate(over="ignore", invalid="ignore"):   # overflow is what is looked for
+                sums = {"parameters": xp.dot(opt.flat_p, opt.flat_p), "gradients": xp.dot(opt.flat_g, opt.flat_g),
+                        "Adam first moments": xp.dot(opt.m, opt.m),
+                        "Adam second moments": opt.v.sum()}     # v >= 0 holds squares already: finite is enough
+            for what, total in sums.items():
+                total = float(total)                            # inf or NaN if any value is
+                bound = math.inf if what == "Adam second moments" else MAX_NORM * MAX_NORM
+                if not math.isfinite(total) or total > bound:
+                    raise DivergenceError(
+                        f"training diverged at step {self.step}: the {what} of {net} "
+                        + ("are not finite" if not math.isfinite(total) else f"have norm {total ** 0.5:.4g}, beyond "
+                           f"the bound {MAX_NORM:g}") + f". {self._kept()}; try a lower learning rate (--lr)")
+
+    def _kept(self) -> str:
+        if self.run_dir is None:
+            return "Nothing was saved"
+        if self._saved_step is None:
+            return "No checkpoint was written (none was due yet)"
+        return f"The last good checkpoint (step {self._saved_step}) is kept"
+
+    # ------------------------------------------------------------------ signals
+    def _install_signal_handlers(self):
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, self._request_stop)
+            except ValueError:  # not the main thread: signals are the caller's business
+                return {}
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous):
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
     def _request_stop(self, signum, frame):
-        if self._stop_requested:  # a second Ctrl-C stops at once
+        name = signal.Signals(signum).name
+        if self._saving:  # never interrupt a checkpoint being written: stop right after it
+            self._abort_after_save = True
+            self._say(f"\n{name}: a checkpoint is being written; stopping right after it")
+            return
+        if self._stop_requested:  # a second Ctrl-C stops at once (the last checkpoint on disk is intact)
             raise KeyboardInterrupt
-        self._stop_requested = True
-        self._say("\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
+        self._stop_requested = signum
+        self._say(f"\n{name}: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
 
     def _progress(self, total):
         if self.quiet:
@@ -270,18 +395,29 @@ class Trainer:
             print(msg, flush=True)
 
     # ------------------------------------------------------------------ run folder
+    def _start_run_folder(self):
+        """Once per Trainer: clear what an interrupted run left behind, start a fresh metrics log
+        for a fresh run, and write config.json."""
+        if not self._started:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            check_subfolders(self.run_dir)
+            remove_leftovers(self.run_dir)
+            if self.step == 0 and self._saved_step is None:   # a new run never appends to an old log
+                (self.run_dir / "metrics.csv").unlink(missing_ok=True)
+            self._started = True
+        self._write_config()
+
     def _write_config(self):
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         meta = {"train": asdict(self.config), "model": {"kind": self.gan.kind, **self.gan.config},
-                "data": self.data_note}
-        (self.run_dir / "config.json").write_text(json.dumps(meta, indent=2))
+                "data": self.data_note, "history": self.history}
+        atomic_write_bytes(self.run_dir / "config.json", (json.dumps(meta, indent=2) + "\n").encode())
 
     def _log(self, row):
         if self.run_dir is None:
             return
         path = self.run_dir / "metrics.csv"
         new = not path.exists()
-        with open(path, "a", newline="") as f:
+        with open(path, "a", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
             if new:
                 w.writeheader()
@@ -307,71 +443,155 @@ class Trainer:
         return arrays, meta
 
     def load_state(self, arrays, meta) -> None:
+        """Restore weights, optimiser state and position from a checkpoint's (arrays, meta).
+        CheckpointError, with nothing changed, when they do not fit this trainer's model."""
+        _check_counters(meta)
         if meta.get("dtype", "float32") != str(self.gan.G.dtype):
             raise CheckpointError(f"checkpoint holds {meta.get('dtype')} weights but the model is {self.gan.G.dtype}; "
                                   f"build the model with that dtype (scratchgan train --resume does)")
-        def part(prefix):
-            return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        _check_arrays(arrays)
+        parts = {prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+                 for prefix in ("G.", "D.", "optG.", "optD.")}
         try:
-            self.gan.G.load_state_dict(part("G."))
-            self.gan.D.load_state_dict(part("D."))
-            self.opt_G.load_state_dict(part("optG."))
-            self.opt_D.load_state_dict(part("optD."))
-        except (KeyError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint does not fit this model: {exc}") from None
+            self.gan.G.load_state_dict(parts["G."])
+            self.gan.D.load_state_dict(parts["D."])
+            self.opt_G.load_state_dict(parts["optG."])
+            self.opt_D.load_state_dict(parts["optD."])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint does not fit this model: {_message(exc)}") from None
         self.step, self.batch_index, self.noise_calls = meta["step"], meta["batch_index"], meta["noise_calls"]
 
     def save(self):
-        """Write a checkpoint of the current step (refuses non-finite weights)."""
-        for name, p, _ in list(self.gan.G.named_parameters()) + list(self.gan.D.named_parameters()):
-            if not bool(backend.array_module(p).isfinite(p).all()):
-                raise DivergenceError(f"training diverged at step {self.step}: parameter {name} is not finite; "
-                                      "not saving it over the last good checkpoint")
+        """Write a checkpoint of the current step. Refuses (DivergenceError) when any array is not
+        finite or the guard's bounds are exceeded, so no saved array is ever NaN or inf."""
+        self.check_health()
         arrays, meta = self.state()
+        for name, a in arrays.items():   # buffers too (BatchNorm statistics): nothing non-finite is saved
+            if np.dtype(a.dtype).kind == "f" and not bool(backend.array_module(a).isfinite(a).all()):
+                raise DivergenceError(f"training diverged at step {self.step}: {name} is not finite; "
+                                      f"not saving it. {self._kept()}")
         ckpt_dir = self.run_dir / "checkpoints"
-        path = save_checkpoint(ckpt_dir / f"step_{self.step:07d}", arrays, meta)
-        self._saved_step = self.step
-        # Keep the newest few; older ones are removed only after the new one is complete.
-        olds = sorted(ckpt_dir.glob("step_*.json"))[:-self.config.keep_checkpoints]
-        for old in olds:
-            remove_checkpoint(old)
+        self._saving = True            # a signal now waits until the checkpoint is complete
+        try:
+            path = save_checkpoint(ckpt_dir / f"step_{self.step:07d}", arrays, meta)
+            self._saved_step = self.step
+            # Keep the newest few; older ones are removed only after the new one is complete.
+            for _, old in list_checkpoints(ckpt_dir)[:-self.config.keep_checkpoints]:
+                remove_checkpoint(old)
+        finally:
+            self._saving = False
+        if self._abort_after_save:
+            self._abort_after_save = False
+            raise KeyboardInterrupt
         return path
 
     def resume(self) -> bool:
-        """Load the newest checkpoint of the run folder; False when there is none."""
-        path = latest_checkpoint(self.run_dir / "checkpoints") if self.run_dir else None
-        if path is None:
+        """Load the newest checkpoint of the run folder; False when there is none.
+
+        Every checkpoint's metadata in the folder is checked first (the arrays file each names
+        must be its own), so that pruning later can never delete a file the run did not write;
+        the newest must load, or CheckpointError says why (an older one is not silently used)."""
+        folder = self.run_dir / "checkpoints" if self.run_dir else None
+        found = list_checkpoints(folder) if folder else []
+        if not found:
             return False
-        self.load_state(*load_checkpoint(path))
+        for _, meta_path in found:
+            try:
+                meta = read_meta(meta_path)
+            except CheckpointError:
+                continue               # unreadable: it names nothing, pruning removes the .json alone
+            arrays_path(meta_path, meta)   # raises for a hostile name, before anything is touched
+        path = found[-1][1]
+        arrays, meta = load_checkpoint(path)
+        try:
+            self.load_state(arrays, meta)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
         self._saved_step = self.step
         self._truncate_metrics()
         self._say(f"resumed from {path} (step {self.step})")
         return True
 
     def _truncate_metrics(self):
-        """Drop log rows written after the checkpoint (a crash between checkpoints)."""
+        """Drop log rows written after the checkpoint (a crash between checkpoints). A log that
+        cannot be read as this run's metrics is refused (RunFolderError), not rewritten."""
         path = self.run_dir / "metrics.csv"
         if not path.exists():
             return
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        try:
+            text = path.read_bytes().decode("utf-8")
+            if not text.endswith("\n"):             # a row torn by a crash mid-append: dropped
+                text = text[:text.rfind("\n") + 1]
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            rows = list(reader)
+            if reader.fieldnames != METRIC_FIELDS or any(None in r or None in r.values() for r in rows):
+                raise ValueError("the header or a row does not have the columns " + ",".join(METRIC_FIELDS))
+            rows = [r for r in rows if int(r["step"]) <= self.step]
+        except (ValueError, UnicodeDecodeError, csv.Error, OSError) as exc:
+            raise RunFolderError(f"{path}: cannot be read as this run's metrics ({exc}); move it away to resume "
+                                 "(a new one is started)") from None
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def _message(exc) -> str:
+    """An exception's text without the quotes KeyError puts around it."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def _check_counters(meta):
+    for key in ("step", "batch_index", "noise_calls"):
+        v = meta.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise CheckpointError(f"checkpoint metadata: {key!r} must be an integer >= 0, got {v!r}")
+
+
+def _check_arrays(arrays):
+    """Floating arrays only where the model has them, all finite (a saved run never holds NaN/inf)."""
+    for name, a in arrays.items():
+        if a.dtype.kind not in "fiub":
+            raise CheckpointError(f"checkpoint array {name!r} has dtype {a.dtype}, not a real number type")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise CheckpointError(f"checkpoint array {name!r} holds NaN or inf values")
 
 
 def load_run(run_dir, checkpoint=None):
-    """(gan, meta) from a run folder's newest (or a given) checkpoint, on the selected backend."""
+    """(gan, meta) from a run folder's newest (or a given) checkpoint, on the selected backend.
+    CheckpointError naming the file when it is missing, damaged or does not describe a model."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run folder" if not run_dir.exists() else
+                              f"{run_dir}: not a run folder (a file)")
     path = checkpoint or latest_checkpoint(run_dir / "checkpoints")
     if path is None:
         raise CheckpointError(f"{run_dir}: no checkpoint found in {run_dir / 'checkpoints'}")
     arrays, meta = load_checkpoint(path)
-    model = dict(meta["model"])
+    try:
+        gan = _build_from_meta(meta)
+        _check_arrays(arrays)
+        for net, prefix in ((gan.G, "G."), (gan.D, "D.")):
+            try:
+                net.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ValueError(f"{prefix[0]}: {_message(exc)}") from None
+    except (CheckpointError, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: does not describe a model this version can load "
+                              f"({_message(exc)})") from None
+    return gan, meta
+
+
+def _build_from_meta(meta) -> GAN:
+    """The model a checkpoint's metadata describes (its "model" entry: kind and builder arguments)."""
+    model = meta.get("model")
+    if not isinstance(model, dict) or model.get("kind") not in MODELS:
+        raise CheckpointError(f"'model' must name one of {', '.join(MODELS)}, got {model!r:.100}")
+    if meta.get("dtype", "float32") not in ("float32", "float64"):
+        raise CheckpointError(f"'dtype' must be float32 or float64, got {meta.get('dtype')!r:.40}")
+    model = dict(model)
     gan = build(model.pop("kind"), **model)
     if meta.get("dtype") == "float64":
         gan.astype(np.float64)
-    for net, prefix in ((gan.G, "G."), (gan.D, "D.")):
-        net.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
-    return gan, meta
+    return gan

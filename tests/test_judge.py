@@ -72,8 +72,10 @@ def test_checksum_rejects_a_corrupted_copy(tmp_path):
 def test_missing_judge_is_a_clear_error(tmp_path):
     with pytest.raises(J.JudgeError, match="not found"):
         J.load_judge(path=tmp_path / "nothing.npz")
-    with pytest.raises(J.JudgeError, match="not found"):
+    with pytest.raises(J.JudgeError, match="no shipped judge 'no-such-judge'"):
         J.load_judge("no-such-judge")
+    with pytest.raises(J.JudgeError, match="no shipped judge '../judges/mnist'"):   # a name, never a path
+        J.load_judge("../judges/mnist")
 
 
 def test_wrong_architecture_is_a_clear_error(tmp_path):

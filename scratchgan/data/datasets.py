@@ -26,6 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..atomic import default_file_mode
 from .idx import DataError, read_idx
 
 __all__ = [
@@ -400,6 +401,8 @@ def download_file(url: str, dest, md5=(), size: int | None = None, progress: boo
     accepted = (md5,) if isinstance(md5, str) else tuple(md5)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
+        if hasattr(os, "fchmod"):   # the umask's permissions, not mkstemp's private 0600
+            os.fchmod(fd, default_file_mode())
         digest = hashlib.md5()
         with os.fdopen(fd, "wb") as out, _urlopen(url, timeout=CONNECT_TIMEOUT) as resp:
             length = getattr(resp, "headers", {}).get("Content-Length")

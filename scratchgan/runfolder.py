@@ -1,0 +1,148 @@
+"""The run folder: which files in it scratchgan wrote, and the only ones it ever deletes.
+
+    runs/dcgan/
+        config.json  metrics.csv  samples.png  losses.png          (train)
+        samples/step_0000500.png ...                                (train, per interval)
+        checkpoints/step_0001000.json  step_0001000-<sha>.npz ...  (train)
+        evaluation.json  nearest_neighbours.png                    (evaluate)
+        sample_seed1.png  interpolate_slerp.png  inpaint_*.png     (sample, interpolate, inpaint)
+
+A folder of a user's may hold other things (notes, data, another program's output). So
+``--overwrite`` removes only files whose names match ``RUN_FILES`` (and the folders of those
+it emptied), and says which other files it left; ``remove_leftovers`` removes only the
+temporary files of an interrupted atomic write and checkpoint arrays that no checkpoint
+names. Symbolic links are removed as links, never followed to delete what they point to, and
+a run's samples/ and checkpoints/ must be real folders (``check_subfolders``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from .atomic import TEMP_NAME
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, arrays_path, read_meta
+
+__all__ = ["RUN_FILES", "RunFolderError", "is_run_file", "run_files", "clear_run", "remove_leftovers",
+           "check_writable", "check_subfolders"]
+
+_STEP = r"step_\d{7,}"
+RUN_FILES = [re.compile(p) for p in (
+    r"config\.json", r"metrics\.csv", r"samples\.png", r"losses\.png",
+    rf"samples/{_STEP}\.png",
+    rf"checkpoints/{_STEP}\.json", rf"checkpoints/{_STEP}-[0-9a-f]{{12}}\.npz",
+    r"evaluation\.json", r"nearest_neighbours\.png",
+    r"sample_seed-?\d+\.png", r"interpolate_(linear|slerp|sweep|classes)\.png", r"inpaint_[\w.-]+\.(png|npy)",
+)]
+_RUN_SUBFOLDERS = ("samples", "checkpoints")
+
+
+class RunFolderError(ValueError):
+    """A run folder (or an output path) cannot be used: not a folder, not writable, or it holds
+    something the command will not replace."""
+
+
+def is_run_file(relative: str) -> bool:
+    """True for a path (relative to the run folder, with /) that scratchgan writes, or the
+    temporary file of such a write."""
+    folder, _, name = relative.rpartition("/")
+    if TEMP_NAME.match(name):   # .NAME.XXXXXXXX.tmp -> NAME
+        name = name[1:].rsplit(".", 2)[0]
+        relative = f"{folder}/{name}" if folder else name
+    return any(p.fullmatch(relative) for p in RUN_FILES)
+
+
+def _walk(folder: Path):
+    """(relative path, path) of every file under ``folder``, at most one level down, links not followed."""
+    for entry in _scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name in _RUN_SUBFOLDERS:
+                for sub in _scandir(Path(entry.path)):
+                    if not sub.is_dir(follow_symlinks=False):
+                        yield f"{entry.name}/{sub.name}", Path(sub.path)
+        else:
+            yield entry.name, Path(entry.path)
+
+
+def _scandir(folder: Path):
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def run_files(folder) -> tuple[list, list]:
+    """(files scratchgan wrote, other files) directly in ``folder`` and its samples/ and
+    checkpoints/ folders. Other folders are left alone and not listed."""
+    ours, foreign = [], []
+    for rel, path in _walk(Path(folder)):
+        (ours if is_run_file(rel) else foreign).append(path)
+    return ours, foreign
+
+
+def clear_run(folder) -> list:
+    """Delete the files a run wrote in ``folder`` (``--overwrite``); returns the other files,
+    which are kept. samples/ and checkpoints/ are removed when that leaves them empty."""
+    folder = Path(folder)
+    ours, foreign = run_files(folder)
+    # checkpoints' .json first, so that a crash half-way never leaves one naming missing arrays
+    for path in sorted(ours, key=lambda p: p.suffix != ".json"):
+        path.unlink(missing_ok=True)
+    for name in _RUN_SUBFOLDERS:
+        try:
+            (folder / name).rmdir()       # only when empty, never through a link
+        except OSError:
+            pass
+    return foreign
+
+
+def remove_leftovers(folder) -> list:
+    """Remove what an interrupted run left behind: temporary files of atomic writes
+    (``.NAME.XXXXXXXX.tmp`` of run files) and checkpoint arrays that no checkpoint .json
+    names. Returns the removed paths. Call it only when no other process writes the folder."""
+    folder = Path(folder)
+    ours, _ = run_files(folder)
+    named = set()
+    for meta_path in (p for p in ours if CHECKPOINT_NAME.match(p.name)):
+        try:
+            named.add(arrays_path(meta_path, read_meta(meta_path)).name)
+        except CheckpointError:
+            continue
+    removed = []
+    for path in ours:
+        orphan = path.suffix == ".npz" and path.parent.name == "checkpoints" and path.name not in named
+        if TEMP_NAME.match(path.name) or orphan:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def check_subfolders(folder) -> None:
+    """RunFolderError unless samples/ and checkpoints/ are absent or real folders. A link there
+    (in a run folder someone shared) would send the run's writes and pruning to another place."""
+    for name in _RUN_SUBFOLDERS:
+        path = Path(folder) / name
+        if path.is_symlink():
+            raise RunFolderError(f"{path} is a link (to {os.readlink(path)}); scratchgan writes checkpoints and "
+                                 "samples only into real folders of the run (link the whole run folder instead)")
+        if path.exists() and not path.is_dir():
+            raise RunFolderError(f"{path} is a file; the run needs a folder there")
+
+
+def check_writable(folder, what: str) -> Path:
+    """Make ``folder`` (and its parents) if needed and prove that a file can be written there,
+    before any long work; RunFolderError naming ``what`` (e.g. "--out runs/x") otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except FileExistsError:
+        raise RunFolderError(f"{what}: {folder} exists and is not a folder") from None
+    except NotADirectoryError:
+        raise RunFolderError(f"{what}: {folder} lies under a file, not a folder") from None
+    except OSError as exc:
+        raise RunFolderError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
+    return folder
