@@ -8,8 +8,9 @@
 
 NumPy by default; ``sg.backend.use("cupy")`` for a CUDA GPU.
 """
-from . import backend, init, layers, losses, optim
+from . import backend, init, layers, losses, optim, penalty
 from .gradcheck import gradcheck, GradcheckResult
+from .penalty import GradientPenalty
 from .init import manual_seed
 from .layers import *  # noqa: F401,F403  (the layer classes are the library's vocabulary)
 from .optim import Adam, SGD

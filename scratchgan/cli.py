@@ -34,15 +34,15 @@ DEFAULT_STEPS = {"mlp": 10000, "cgan": 10000, "dcgan": 1000}
 DEFAULT_BATCH = {"mlp": 64, "cgan": 64, "dcgan": 64}
 # Defaults of the train flags. The parser itself defaults them to None, so that --resume can tell
 # a flag the user gave (to honour or refuse) from one left out.
-TRAIN_DEFAULTS = dict(model="mlp", dataset="mnist", lr=2e-4, beta1=0.5, k=1, g_loss="nonsaturating",
-                      label_smoothing=0.0, dtype="float32", seed=0, log_every=50, sample_every=500,
-                      checkpoint_every=1000)
+TRAIN_DEFAULTS = dict(model="mlp", dataset="mnist", loss="bce", optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999,
+                      k=1, g_loss="nonsaturating", label_smoothing=0.0, gp_weight=10.0, clip=None, dtype="float32",
+                      seed=0, log_every=50, sample_every=500, checkpoint_every=1000)
 # --resume honours these (the change is recorded in config.json's history) ...
-RESUMABLE = ("steps", "epochs", "lr", "beta1", "k", "g_loss", "label_smoothing", "log_every", "sample_every",
-             "checkpoint_every")
-# ... and refuses a change of these: they define the model, the data or the random streams.
-FIXED_ON_RESUME = ("model", "dataset", "classes", "batch_size", "dtype", "seed", "latent_dim", "noise",
-                   "upsample", "g_hidden", "d_hidden")
+RESUMABLE = ("steps", "epochs", "lr", "beta1", "beta2", "k", "g_loss", "label_smoothing", "gp_weight", "clip",
+             "log_every", "sample_every", "checkpoint_every")
+# ... and refuses a change of these: they define the model, the data, the objective or the random streams.
+FIXED_ON_RESUME = ("model", "dataset", "classes", "batch_size", "dtype", "seed", "loss", "optimizer", "latent_dim",
+                   "noise", "upsample", "g_hidden", "d_hidden", "spectral_norm")
 
 
 _DEVICE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.ENOMEM}
@@ -162,6 +162,8 @@ def _model_args(args, model) -> dict:
         given["latent_dim"] = args.latent_dim
     if args.noise is not None:
         given["noise"] = args.noise
+    if args.spectral_norm:
+        given["spectral_norm"] = True
     if args.upsample is not None:
         if model != "dcgan":
             raise UsageError(f"--upsample applies to --model dcgan only, not {model}")
@@ -183,8 +185,10 @@ def _model_args(args, model) -> dict:
 def _new_config(args):
     from . import backend
     from .training import TrainConfig
-    d = TRAIN_DEFAULTS
-    model = args.model or d["model"]
+    from .training import LOSS_DEFAULTS
+    model, loss = args.model or TRAIN_DEFAULTS["model"], args.loss or TRAIN_DEFAULTS["loss"]
+    d = {**TRAIN_DEFAULTS, **LOSS_DEFAULTS[loss]}     # the loss family's recipe fills what is not given
+    _check_loss_flags(args, loss, args.optimizer or d["optimizer"])
 
     def pick(name):
         value = getattr(args, name)
@@ -194,10 +198,22 @@ def _new_config(args):
         model=model, model_args=_model_args(args, model), dataset=pick("dataset"), classes=args.classes,
         steps=args.steps if args.steps is not None else DEFAULT_STEPS[model], epochs=args.epochs,
         batch_size=args.batch_size if args.batch_size is not None else DEFAULT_BATCH[model],
-        lr=pick("lr"), beta1=pick("beta1"), k=pick("k"), g_loss=pick("g_loss"),
-        label_smoothing=pick("label_smoothing"), seed=pick("seed"), backend=backend.name(),
-        log_every=pick("log_every"), sample_every=pick("sample_every"),
-        checkpoint_every=pick("checkpoint_every"), dtype=pick("dtype")).validate()
+        loss=loss, optimizer=pick("optimizer"), lr=pick("lr"), beta1=pick("beta1"), beta2=pick("beta2"),
+        k=pick("k"), g_loss=pick("g_loss"), label_smoothing=pick("label_smoothing"), gp_weight=pick("gp_weight"),
+        clip=pick("clip"), seed=pick("seed"), backend=backend.name(), log_every=pick("log_every"),
+        sample_every=pick("sample_every"), checkpoint_every=pick("checkpoint_every"), dtype=pick("dtype")).validate()
+
+
+def _check_loss_flags(args, loss, optimizer):
+    """Flags that belong to one loss family or optimiser are refused with another."""
+    only = [("--g-loss", args.g_loss, loss == "bce", "--loss bce"),
+            ("--label-smoothing", args.label_smoothing, loss == "bce", "--loss bce"),
+            ("--gp-weight", args.gp_weight, loss == "wgan-gp", "--loss wgan-gp"),
+            ("--beta1", args.beta1, optimizer == "adam", "--optimizer adam"),
+            ("--beta2", args.beta2, optimizer == "adam", "--optimizer adam")]
+    for flag, value, applies, where in only:
+        if value is not None and not applies:
+            raise UsageError(f"{flag} applies to {where} only (this run: --loss {loss}, --optimizer {optimizer})")
 
 
 def _resumed_config(args, out, newest):
@@ -225,11 +241,13 @@ def _resumed_config(args, out, newest):
                                  "resume (the checkpoint holds the run's settings)") from None
     # refused changes
     requested = {"model": args.model, "dataset": args.dataset, "classes": args.classes,
-                 "batch_size": args.batch_size, "dtype": args.dtype, "seed": args.seed}
+                 "batch_size": args.batch_size, "dtype": args.dtype, "seed": args.seed, "loss": args.loss,
+                 "optimizer": args.optimizer}
     current = {"model": cfg.model, "dataset": cfg.dataset, "classes": cfg.classes, "batch_size": cfg.batch_size,
-               "dtype": cfg.dtype, "seed": cfg.seed}
+               "dtype": cfg.dtype, "seed": cfg.seed, "loss": cfg.loss, "optimizer": cfg.optimizer}
+    _check_loss_flags(args, cfg.loss, cfg.optimizer)
     for name, value in _model_args(args, cfg.model).items():
-        requested[name], current[name] = value, model_meta.get(name)
+        requested[name], current[name] = value, model_meta.get(name, False if name == "spectral_norm" else None)
     for name, value in requested.items():
         if value is not None and value != current[name]:
             flag = "--" + {"g_channels": "g_hidden", "d_channels": "d_hidden"}.get(name, name).replace("_", "-")
@@ -487,6 +505,7 @@ def _add_backend(p):
 
 def build_parser():
     from . import __version__
+    from .losses import LOSSES
     from .inpaint import MASK_KINDS
     d = TRAIN_DEFAULTS
     p = _Parser(prog="scratchgan", description=__doc__.split("\n")[0],
@@ -511,14 +530,31 @@ def build_parser():
     t.add_argument("--epochs", type=_number(0, lo_open=True), default=None,
                    help="train for this many passes over the data instead of --steps (default: off)")
     t.add_argument("--batch-size", type=_integer(1, 65536), default=None, help="(default: 64)")
-    t.add_argument("--lr", type=_number(0, lo_open=True), default=None, help=f"Adam's learning rate (default: {d['lr']:g})")
+    t.add_argument("--lr", type=_number(0, lo_open=True), default=None,
+                   help=f"learning rate of both networks (default: {d['lr']:g}; 5e-5 for wgan, 1e-4 for wgan-gp)")
     t.add_argument("--beta1", type=_number(0, 1, hi_open=True), default=None,
                    help=f"Adam's beta1 (default: {d['beta1']})")
     t.add_argument("--k", type=_integer(1, 100), default=None,
-                   help=f"discriminator steps per generator step (default: {d['k']})")
-    t.add_argument("--g-loss", choices=["nonsaturating", "minimax"], default=None, help=f"(default: {d['g_loss']})")
+                   help=f"discriminator (critic) steps per generator step, n_critic (default: {d['k']}; 5 for "
+                        "wgan and wgan-gp)")
+    t.add_argument("--loss", choices=list(LOSSES), default=None,
+                   help="the GAN objective: bce (Goodfellow et al.), wgan (weight clipping, RMSprop), wgan-gp "
+                        "(gradient penalty), hinge, lsgan; each brings its paper's lr, k, optimiser and clip or "
+                        "penalty unless given (docs/losses.md) (default: bce)")
+    t.add_argument("--g-loss", choices=["nonsaturating", "minimax"], default=None,
+                   help=f"--loss bce: the generator's loss (default: {d['g_loss']})")
     t.add_argument("--label-smoothing", type=_number(0, 1, hi_open=True), default=None,
-                   help=f"one-sided: real target = 1 - this (default: {d['label_smoothing']})")
+                   help=f"--loss bce, one-sided: real target = 1 - this (default: {d['label_smoothing']})")
+    t.add_argument("--gp-weight", type=_number(0, lo_open=True), default=None,
+                   help="--loss wgan-gp: lambda of the gradient penalty (default: 10)")
+    t.add_argument("--clip", type=_number(0, lo_open=True), default=None,
+                   help="clip D's weights to [-clip, clip] after each step (default: 0.01 for wgan, else off)")
+    t.add_argument("--optimizer", choices=["adam", "rmsprop"], default=None,
+                   help="(default: rmsprop for wgan, else adam)")
+    t.add_argument("--beta2", type=_number(0, 1, hi_open=True), default=None,
+                   help=f"Adam's beta2 (default: 0.9 for wgan-gp, else {d['beta2']})")
+    t.add_argument("--spectral-norm", action="store_true",
+                   help="spectral normalisation of every Dense/Conv2D layer of D (Miyato et al. 2018)")
     t.add_argument("--latent-dim", type=_integer(1, 8192), default=None,
                    help="size of z (default: 100 for mlp and dcgan, 128 for cgan)")
     t.add_argument("--noise", choices=["normal", "uniform"], default=None, help="distribution of z (default: normal)")

@@ -1,13 +1,16 @@
-"""`scratchgan gradcheck`: every layer type, every loss, and a small generator ->
-discriminator chain through the GAN losses, checked in float64 by central differences."""
+"""`scratchgan gradcheck`: every layer type, every loss, a small generator ->
+discriminator chain through the GAN losses, and the WGAN-GP gradient penalty (a second-order
+gradient: docs/double-backward.md) of a dense and a convolutional critic, checked in float64
+by central differences."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import backend, losses
 from .gradcheck import gradcheck
-from .layers import (AvgPool2D, MaxPool2D, BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, LeakyReLU,
-                     ReLU, Reshape, Sequential, Sigmoid, Tanh, Upsample2D)
+from .layers import (AvgPool2D, MaxPool2D, BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
+                     LayerNorm, LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Tanh, Upsample2D, spectral_norm)
+from .penalty import GradientPenalty
 
 
 def _cases():
@@ -19,6 +22,20 @@ def _cases():
                    Upsample2D(2), Conv2D(3, 1, 3, padding=1, rng=3), Tanh())
     D = Sequential(Conv2D(1, 4, 3, stride=2, padding=1, rng=4), LeakyReLU(0.2), Dropout(0.3, seed=5),
                    Flatten(), Dense(4 * 6 * 6, 1, rng=6))
+
+    prng = np.random.default_rng(1)
+
+    def randomised(module):  # weights of both signs, LayerNorm's gamma and beta too: no 1 or 0 hides a term
+        for _, p, _ in module.named_parameters():
+            p[...] = backend.asarray(prng.standard_normal(p.shape).astype(p.dtype) * 0.8)
+        return module
+
+    # WGAN-GP critics (no BatchNorm: it couples the samples); their ReLU inputs are > 1e-3 from the kink
+    dense_critic = randomised(Sequential(Dense(4, 6, rng=7), LeakyReLU(0.2), LayerNorm(6), Dense(6, 5, rng=8), ReLU(),
+                                         Dropout(0.3, seed=9), Dense(5, 1, rng=10)))
+    conv_critic = randomised(Sequential(Conv2D(1, 3, 3, stride=2, padding=1, rng=11), LeakyReLU(0.2),
+                                        LayerNorm((3, 3, 3)), Conv2D(3, 2, 3, stride=2, padding=1, rng=12),
+                                        LeakyReLU(0.2), Flatten(), Dense(8, 1, rng=13)))
     return [
         ("Dense", Dense(5, 3, rng=0), dict(shape=(4, 5))),
         ("Conv2D stride 2, padding 1", Conv2D(2, 3, 3, stride=2, padding=1, rng=0), dict(shape=(2, 2, 5, 5))),
@@ -28,6 +45,10 @@ def _cases():
         ("BatchNorm1d (train)", BatchNorm1d(3), dict(shape=(5, 3))),
         ("BatchNorm2d (train)", BatchNorm2d(3), dict(shape=(3, 3, 2, 2))),
         ("BatchNorm2d (eval)", BatchNorm2d(3).eval(), dict(shape=(3, 3, 2, 2))),
+        ("LayerNorm", randomised(LayerNorm((2, 3, 3))), dict(shape=(3, 2, 3, 3))),
+        ("SpectralNorm(Dense) (eval)", spectral_norm(Dense(5, 3, rng=13)).eval(), dict(shape=(4, 5))),
+        ("SpectralNorm(Conv2D) (eval)", spectral_norm(Conv2D(2, 3, 3, stride=2, padding=1, rng=14)).eval(),
+         dict(shape=(2, 2, 5, 5))),
         ("ReLU", ReLU(), dict(inputs=away_from_zero((4, 5)))),
         ("LeakyReLU(0.2)", LeakyReLU(0.2), dict(inputs=away_from_zero((4, 5)))),
         ("Sigmoid", Sigmoid(), dict(shape=(4, 5))),
@@ -42,10 +63,18 @@ def _cases():
         ("d_loss", losses.d_loss, dict(inputs=(rng.normal(0, 3, (6, 1)), rng.normal(0, 3, (6, 1))))),
         ("g_loss_nonsaturating", losses.g_loss_nonsaturating, dict(inputs=(rng.normal(0, 3, (6, 1)),))),
         ("g_loss_minimax", losses.g_loss_minimax, dict(inputs=(rng.normal(0, 3, (6, 1)),))),
+        ("wasserstein_d", losses.wasserstein_d, dict(inputs=(rng.normal(0, 3, (6, 1)), rng.normal(0, 3, (5, 1))))),
+        ("wasserstein_g (and hinge's G)", losses.wasserstein_g, dict(inputs=(rng.normal(0, 3, (6, 1)),))),
+        ("hinge_d", losses.hinge_d, dict(inputs=(np.array([[-2.5], [-0.5], [0.4], [1.6], [3.0]]),
+                                              np.array([[-1.7], [-0.6], [0.2], [2.2]])))),   # off the kinks at +-1
+        ("least_squares_d", losses.least_squares_d, dict(inputs=(rng.normal(0, 3, (6, 1)), rng.normal(0, 3, (5, 1))))),
+        ("least_squares_g", losses.least_squares_g, dict(inputs=(rng.normal(0, 3, (6, 1)),))),
         ("mse", losses.mse, dict(inputs=(rng.normal(size=(4, 3)), rng.normal(size=(4, 3))))),
         ("softmax_cross_entropy", losses.softmax_cross_entropy,
          dict(inputs=(rng.normal(size=(5, 4)), np.array([0, 3, 1, 2, 3])))),
         ("G -> D chain, non-saturating G loss", Sequential(G, D), dict(shape=(4, 4), loss=losses.g_loss_nonsaturating)),
+        ("WGAN-GP penalty, dense critic", GradientPenalty(dense_critic), dict(shape=(3, 4))),
+        ("WGAN-GP penalty, conv critic", GradientPenalty(conv_critic), dict(shape=(2, 1, 6, 6))),
     ]
 
 

@@ -49,8 +49,9 @@ def save_grid(images, path, nrow: int, output: str = "tanh", scale: int = 2) -> 
     return path
 
 
-def plot_losses(metrics_csv, path) -> Path:
-    """Plot D and G losses and mean D(x), D(G(z)) against the step from a metrics CSV (atomic write)."""
+def plot_losses(metrics_csv, path, probabilities: bool = True) -> Path:
+    """Plot D and G losses and mean D(x), D(G(z)) against the step from a metrics CSV (atomic write).
+    ``probabilities``: D's outputs are probabilities in [0, 1] (BCE), else raw critic scores."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -63,7 +64,11 @@ def plot_losses(metrics_csv, path) -> Path:
     ax1.set_xlabel("step"), ax1.set_ylabel("loss"), ax1.legend(), ax1.grid(alpha=0.3)
     for key, label in (("d_real", "mean D(x)"), ("d_fake", "mean D(G(z))")):
         ax2.plot(step, [float(r[key]) for r in rows], label=label, lw=1)
-    ax2.set_xlabel("step"), ax2.set_ylim(0, 1), ax2.legend(), ax2.grid(alpha=0.3)
+    if probabilities:   # BCE: D's outputs are probabilities; other losses log raw critic scores
+        ax2.set_ylim(0, 1)
+    else:
+        ax2.set_ylabel("critic score")
+    ax2.set_xlabel("step"), ax2.legend(), ax2.grid(alpha=0.3)
     fig.tight_layout()
     import io
     from .atomic import atomic_write_bytes

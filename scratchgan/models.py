@@ -19,7 +19,7 @@ import numpy as np
 from . import backend
 from .init import make_rng
 from .layers import (BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
-                     LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Tanh, Upsample2D)
+                     LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Tanh, Upsample2D, spectral_norm as _sn)
 
 __all__ = ["GAN", "mlp", "cgan", "dcgan", "build", "MODELS"]
 
@@ -108,6 +108,18 @@ class GAN:
         return self
 
 
+def _spectral(layers, on: bool):
+    """With ``on``, every Dense and Conv2D of a discriminator wrapped in SpectralNorm (Miyato et al. 2018)."""
+    if not on:
+        return list(layers)
+    return [_sn(m, seed=i) if isinstance(m, (Dense, Conv2D)) else m for i, m in enumerate(layers)]
+
+
+def _extra(spectral_norm):
+    """Builder arguments kept in a checkpoint only when not the default (old checkpoints stay as they were)."""
+    return {"spectral_norm": True} if spectral_norm else {}
+
+
 def _mlp_stack(sizes, act, rng, init, dropout=0.0, seed=0):
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -119,7 +131,8 @@ def _mlp_stack(sizes, act, rng, init, dropout=0.0, seed=0):
     return layers
 
 
-def mlp(latent_dim=100, g_hidden=(256,), d_hidden=(256,), noise="normal", seed=0, init="glorot_uniform"):
+def mlp(latent_dim=100, g_hidden=(256,), d_hidden=(256,), noise="normal", seed=0, init="glorot_uniform",
+        spectral_norm=False):
     """The vanilla GAN of Goodfellow et al. (2014) as in the tutorials.
 
     G: z(100) -> Dense 256 -> ReLU -> Dense 784 -> Sigmoid (pixels in [0, 1]);
@@ -127,14 +140,14 @@ def mlp(latent_dim=100, g_hidden=(256,), d_hidden=(256,), noise="normal", seed=0
     """
     rng = make_rng(seed)
     G = Sequential(*_mlp_stack([latent_dim, *g_hidden, 784], ReLU, rng, init), Sigmoid(), Reshape(1, 28, 28))
-    D = Sequential(Flatten(), *_mlp_stack([784, *d_hidden, 1], ReLU, rng, init))
+    D = Sequential(Flatten(), *_spectral(_mlp_stack([784, *d_hidden, 1], ReLU, rng, init), spectral_norm))
     cfg = dict(latent_dim=latent_dim, g_hidden=list(g_hidden), d_hidden=list(d_hidden), noise=noise,
-               seed=seed, init=init)
+               seed=seed, init=init, **_extra(spectral_norm))
     return GAN("mlp", G, D, latent_dim, noise=noise, output="sigmoid", config=cfg)
 
 
 def cgan(latent_dim=128, num_classes=10, g_hidden=(256, 512), d_hidden=(512, 256), dropout=0.3,
-         noise="normal", seed=0, init="glorot_uniform"):
+         noise="normal", seed=0, init="glorot_uniform", spectral_norm=False):
     """Conditional GAN (Mirza & Osindero 2014): the one-hot label joins z and the image.
 
     G: [z(128), y(10)] -> 256 -> 512 -> 784 (LeakyReLU 0.2, Tanh out);
@@ -146,15 +159,15 @@ def cgan(latent_dim=128, num_classes=10, g_hidden=(256, 512), d_hidden=(512, 256
         return LeakyReLU(0.2)
     G = Sequential(*_mlp_stack([latent_dim + num_classes, *g_hidden, 784], lrelu, rng, init), Tanh(),
                    Reshape(1, 28, 28))
-    D = Sequential(*_mlp_stack([784 + num_classes, *d_hidden, 1], lrelu, rng, init, dropout=dropout,
-                               seed=seed * 1000 + 1))
+    D = Sequential(*_spectral(_mlp_stack([784 + num_classes, *d_hidden, 1], lrelu, rng, init, dropout=dropout,
+                                         seed=seed * 1000 + 1), spectral_norm))
     cfg = dict(latent_dim=latent_dim, num_classes=num_classes, g_hidden=list(g_hidden),
-               d_hidden=list(d_hidden), dropout=dropout, noise=noise, seed=seed, init=init)
+               d_hidden=list(d_hidden), dropout=dropout, noise=noise, seed=seed, init=init, **_extra(spectral_norm))
     return GAN("cgan", G, D, latent_dim, noise=noise, output="tanh", num_classes=num_classes, config=cfg)
 
 
 def dcgan(latent_dim=100, g_channels=(256, 128, 64), d_channels=(64, 128), upsample="transposed",
-          dropout=0.3, noise="normal", seed=0, init="dcgan"):
+          dropout=0.3, noise="normal", seed=0, init="dcgan", spectral_norm=False):
     """DCGAN (Radford et al. 2015) for 28x28 images, as in the TensorFlow tutorial.
 
     G: z -> Dense 7*7*256 -> BatchNorm -> LeakyReLU(0.2) -> (256, 7, 7)
@@ -164,6 +177,7 @@ def dcgan(latent_dim=100, g_channels=(256, 128, 64), d_channels=(64, 128), upsam
     D: 5x5 stride-2 conv 64 -> LeakyReLU -> Dropout -> 5x5 stride-2 conv 128 -> LeakyReLU
          -> Dropout -> Flatten -> Dense 1 (a logit).
     upsample="nearest" replaces each stride-2 transposed conv by Upsample2D(2) + 5x5 conv.
+    spectral_norm=True wraps D's Conv2D and Dense layers in SpectralNorm (for the hinge loss, SNGAN).
     """
     if upsample not in ("transposed", "nearest"):
         raise ValueError(f"dcgan: upsample must be 'transposed' or 'nearest', got {upsample!r}")
@@ -185,13 +199,13 @@ def dcgan(latent_dim=100, g_channels=(256, 128, 64), d_channels=(64, 128), upsam
         *up(c2, 1, 2, True), Tanh(),
     )
     d0, d1 = d_channels
-    D = Sequential(
+    D = Sequential(*_spectral([
         Conv2D(1, d0, 5, stride=2, padding=2, init=init, rng=rng), LeakyReLU(0.2), Dropout(dropout, seed=seed * 1000 + 1),
         Conv2D(d0, d1, 5, stride=2, padding=2, init=init, rng=rng), LeakyReLU(0.2), Dropout(dropout, seed=seed * 1000 + 2),
         Flatten(), Dense(d1 * 7 * 7, 1, init=init, rng=rng),
-    )
+    ], spectral_norm))
     cfg = dict(latent_dim=latent_dim, g_channels=list(g_channels), d_channels=list(d_channels),
-               upsample=upsample, dropout=dropout, noise=noise, seed=seed, init=init)
+               upsample=upsample, dropout=dropout, noise=noise, seed=seed, init=init, **_extra(spectral_norm))
     return GAN("dcgan", G, D, latent_dim, noise=noise, output="tanh", config=cfg)
 
 

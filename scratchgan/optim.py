@@ -1,4 +1,4 @@
-"""Optimisers: Adam and SGD. An optimiser owns one model and steps only its parameters,
+"""Optimisers: Adam, RMSprop and SGD. An optimiser owns one model and steps only its parameters,
 in place, from the gradients its backward passes accumulated.
 
 Adam (Kingma & Ba 2015), one step counter t per optimiser step (not per parameter):
@@ -6,6 +6,11 @@ Adam (Kingma & Ba 2015), one step counter t per optimiser step (not per paramete
     g <- g + weight_decay * p                     (L2 penalty, as torch.optim.Adam)
     m <- beta1 m + (1 - beta1) g                   v <- beta2 v + (1 - beta2) g^2
     p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+RMSprop (Hinton's lecture 6e; torch.optim.RMSprop, the WGAN paper's optimiser), smoothing alpha:
+
+    v <- alpha v + (1 - alpha) g^2                 (centered: a <- alpha a + (1 - alpha) g, v' = v - a^2)
+    p <- p - lr g / (sqrt(v') + eps)               (momentum mu: b <- mu b + g / (sqrt(v') + eps), p <- p - lr b)
 
 SGD with momentum mu (torch.optim.SGD, dampening 0):
 
@@ -27,7 +32,7 @@ import numpy as np
 from . import backend
 from .layers.base import Module, check_real
 
-__all__ = ["Adam", "SGD"]
+__all__ = ["Adam", "RMSprop", "SGD", "OPTIMIZERS"]
 
 
 class _Optimizer:
@@ -65,6 +70,10 @@ class _Optimizer:
                                "after casting or moving the model")
 
     def _state_arrays(self) -> dict:
+        raise NotImplementedError
+
+    def flat_state(self) -> dict:
+        """The optimiser's state as flat arrays by what they are (for the divergence guard)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -127,6 +136,69 @@ class Adam(_Optimizer):
             return {}
         return {**self._per_name(self.m, "m"), **self._per_name(self.v, "v")}
 
+    def flat_state(self):
+        return {"Adam first moments": self.m, "Adam second moments": self.v} if self.flat_p is not None else {}
+
+
+class RMSprop(_Optimizer):
+    def __init__(self, module, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        self.alpha = check_real("RMSprop", "alpha", alpha, "[0, 1)")
+        self.eps = check_real("RMSprop", "eps", eps, "[0, inf)")
+        self.weight_decay = check_real("RMSprop", "weight_decay", weight_decay, "[0, inf)")
+        self.momentum = check_real("RMSprop", "momentum", momentum, "[0, inf)")
+        self.centered = bool(centered)
+        super().__init__(module, lr)  # after the checks: it packs the model's parameters
+        self.t = 0
+        self.v, self._tmp = self._zeros(), self._zeros()
+        self.a = self._zeros() if centered else None          # running mean of g (centered)
+        self.buf = self._zeros() if momentum else None
+
+    def step(self) -> None:
+        if self.flat_p is None:
+            return
+        self._check_module()
+        self.t += 1
+        xp = backend.array_module(self.flat_p)
+        alpha, p, v, tmp = self.alpha, self.flat_p, self.v, self._tmp
+        g = self.flat_g + self.weight_decay * p if self.weight_decay else self.flat_g
+        v *= alpha                                # v <- alpha v + (1 - alpha) g^2
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1 - alpha
+        v += tmp
+        if self.centered:                         # v' = v - a^2, a <- alpha a + (1 - alpha) g
+            self.a *= alpha
+            self.a += (1 - alpha) * g
+            xp.multiply(self.a, self.a, out=tmp)
+            xp.subtract(v, tmp, out=tmp)
+            xp.sqrt(tmp, out=tmp)
+        else:
+            xp.sqrt(v, out=tmp)
+        tmp += self.eps                           # sqrt(v') + eps
+        xp.divide(g, tmp, out=tmp)                # g / (sqrt(v') + eps)
+        if self.momentum:
+            self.buf *= self.momentum
+            self.buf += tmp
+            tmp = self.buf
+        p -= self.lr * tmp
+
+    def _state_arrays(self):
+        if self.flat_p is None:
+            return {}
+        state = self._per_name(self.v, "v")
+        if self.a is not None:
+            state.update(self._per_name(self.a, "a"))
+        if self.buf is not None:
+            state.update(self._per_name(self.buf, "buf"))
+        return state
+
+    def flat_state(self):
+        state = {"RMSprop square averages": self.v} if self.flat_p is not None else {}
+        if self.a is not None:
+            state["RMSprop mean gradients"] = self.a
+        if self.buf is not None:
+            state["RMSprop momentum"] = self.buf
+        return state
+
 
 class SGD(_Optimizer):
     def __init__(self, module, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0):
@@ -158,3 +230,9 @@ class SGD(_Optimizer):
 
     def _state_arrays(self):
         return self._per_name(self.buf, "buf") if self.buf is not None else {}
+
+    def flat_state(self):
+        return {"SGD momentum": self.buf} if self.buf is not None else {}
+
+
+OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "sgd": SGD}

@@ -9,11 +9,14 @@ Metrics on a batch of generated points (2,500 by default, as in VEEGAN / PacGAN 
 a point is *high quality* when it lies within 3 standard deviations of its nearest mode; a mode
 is *covered* when at least one high-quality point is nearest to it. ``mode_metrics`` reports both.
 
-The GAN is a small MLP built from scratchgan layers and trained by ``train_toy_gan``, a compact
-version of the library's alternating algorithm (Adam, the non-saturating generator loss):
+The GAN is a small MLP built from scratchgan layers and trained by ``train_toy_gan`` with the
+library's own ``Trainer`` (so every loss family runs exactly the code MNIST runs):
 
     G: z (latent_dim) -> 128 -> ReLU -> 128 -> ReLU -> 2
-    D: 2 -> 128 -> LeakyReLU(0.2) -> 128 -> LeakyReLU(0.2) -> 1 (a logit)
+    D: 2 -> 128 -> LeakyReLU(0.2) -> 128 -> LeakyReLU(0.2) -> 1 (a logit or critic score)
+
+``TOY_RECIPES`` holds each loss family's settings for these toys, from the papers' own toy
+experiments where they have them (WGAN-GP: lambda 0.1, 5 critic steps, Adam 1e-4 (0.5, 0.9)).
 """
 from __future__ import annotations
 
@@ -21,12 +24,11 @@ import time
 
 import numpy as np
 
-from . import backend, losses
-from .layers import Dense, LeakyReLU, ReLU, Sequential
-from .optim import Adam
+from . import backend
+from .layers import Dense, LeakyReLU, ReLU, Sequential, spectral_norm as _sn
 
 __all__ = ["ring_modes", "grid_modes", "DATASETS", "sample_mixture", "mode_metrics", "build_toy_gan",
-           "train_toy_gan"]
+           "train_toy_gan", "TOY_RECIPES"]
 
 
 def ring_modes(n_modes: int = 8, radius: float = 1.0) -> np.ndarray:
@@ -82,55 +84,55 @@ def mode_metrics(samples, modes, std: float, threshold: float = 3.0) -> dict:
             "counts": [int(c) for c in counts]}
 
 
-def build_toy_gan(latent_dim: int = 2, hidden: int = 128, seed: int = 0):
-    """(G, D) for 2-D data; see the module docstring."""
+def build_toy_gan(latent_dim: int = 2, hidden: int = 128, seed: int = 0, spectral_norm: bool = False):
+    """(G, D) for 2-D data; see the module docstring. spectral_norm wraps D's Dense layers."""
     rng = np.random.default_rng(seed)
     G = Sequential(Dense(latent_dim, hidden, rng=rng), ReLU(), Dense(hidden, hidden, rng=rng), ReLU(),
                    Dense(hidden, 2, rng=rng))
-    D = Sequential(Dense(2, hidden, rng=rng), LeakyReLU(0.2), Dense(hidden, hidden, rng=rng), LeakyReLU(0.2),
-                   Dense(hidden, 1, rng=rng))
+    D = [Dense(2, hidden, rng=rng), LeakyReLU(0.2), Dense(hidden, hidden, rng=rng), LeakyReLU(0.2),
+         Dense(hidden, 1, rng=rng)]
+    D = Sequential(*[_sn(m, seed=i) if spectral_norm and isinstance(m, Dense) else m for i, m in enumerate(D)])
     return G, D
 
 
-def train_toy_gan(dataset: str = "ring", steps: int = 2000, batch_size: int = 256, lr: float = 1e-3,
-                  betas=(0.5, 0.999), latent_dim: int = 2, hidden: int = 128, seed: int = 0,
-                  n_eval: int = 2500, threshold: float = 3.0) -> dict:
-    """Train the toy GAN on a mixture and score ``n_eval`` samples with ``mode_metrics``.
+TOY_RECIPES = {
+    "bce": dict(lr=1e-3, beta1=0.5, beta2=0.999, k=1),
+    "lsgan": dict(lr=1e-3, beta1=0.5, beta2=0.999, k=1),
+    "hinge": dict(lr=1e-3, beta1=0.5, beta2=0.999, k=1),
+    "wgan": dict(optimizer="rmsprop", lr=5e-5, k=5, clip=0.01),
+    "wgan-gp": dict(lr=1e-4, beta1=0.5, beta2=0.9, k=5, gp_weight=0.1),
+}
 
-    One step: a discriminator step on a fresh real batch and a fresh fake batch, then a
-    generator step (non-saturating loss) through the updated D on the same fakes. z ~ N(0, I).
+
+def train_toy_gan(dataset: str = "ring", steps: int = 2000, batch_size: int = 256, loss: str = "bce",
+                  latent_dim: int = 2, hidden: int = 128, seed: int = 0, n_eval: int = 2500,
+                  threshold: float = 3.0, spectral_norm: bool = False, **settings) -> dict:
+    """Train the toy GAN on a mixture with ``loss`` and score ``n_eval`` samples with ``mode_metrics``.
+
+    ``steps`` generator steps, each after ``k`` D steps on fresh real points (a sample of
+    steps * k * batch_size points drawn once from the mixture) and fresh fakes, z ~ N(0, I).
+    ``settings`` override ``TOY_RECIPES[loss]`` (lr, beta1, beta2, k, clip, gp_weight, optimizer).
     Returns the metrics plus the settings, the samples (host float64) and the time taken.
     """
+    from .models import GAN
+    from .training import TrainConfig, Trainer
     modes, std = _dataset(dataset)
-    G, D = build_toy_gan(latent_dim, hidden, seed)
-    opt_G, opt_D = Adam(G, lr=lr, betas=betas), Adam(D, lr=lr, betas=betas)
-    xp = backend.xp()
-    dtype = G.dtype
-    data_rng = np.random.default_rng([seed, 1])
+    recipe = {**TOY_RECIPES[loss], **settings} if loss in TOY_RECIPES else dict(settings)
+    G, D = build_toy_gan(latent_dim, hidden, seed, spectral_norm)
+    gan = GAN("toy2d", G, D, latent_dim, output="linear", image_shape=(2,))
+    config = TrainConfig(model="toy2d", loss=loss, steps=max(steps, 1), batch_size=batch_size, seed=seed,
+                         log_every=max(steps, 1), **recipe)
+    n_points = max(steps, 1) * config.k * batch_size
+    points = sample_mixture(modes, std, n_points, np.random.default_rng([seed, 1])).astype(G.dtype)
+    trainer = Trainer(gan, points, None, config, quiet=True)
     t0 = time.perf_counter()
-    for step in range(steps):
-        noise = backend.random_generator(xp, seed, step)
-        real = xp.asarray(sample_mixture(modes, std, batch_size, data_rng).astype(dtype))
-        z = noise.standard_normal((batch_size, latent_dim), dtype=dtype)
-        fake, g_cache = G.forward(z)
-        D.zero_grad()
-        l_real, c_real = D.forward(real)
-        l_fake, c_fake = D.forward(fake)
-        _, d_real, d_fake = losses.d_loss(l_real, l_fake)
-        D.backward(d_real, c_real)
-        D.backward(d_fake, c_fake)
-        opt_D.step()
-        l_fake, c_fake = D.forward(fake)
-        _, dlogits = losses.g_loss_nonsaturating(l_fake)
-        d_fake_in = D.backward(dlogits, c_fake)      # D's grads are zeroed before its next step
-        G.zero_grad()
-        G.backward(d_fake_in, g_cache)
-        opt_G.step()
+    trainer.train(steps=steps)
     seconds = time.perf_counter() - t0
-    z = backend.random_generator(xp, seed + 1, 2**31 - 1).standard_normal((n_eval, latent_dim), dtype=dtype)
+    xp = backend.xp()
+    z = backend.random_generator(xp, seed + 1, 2**31 - 1).standard_normal((n_eval, latent_dim), dtype=G.dtype)
     samples = np.asarray(backend.to_numpy(G(z)), dtype=np.float64)
     result = mode_metrics(samples, modes, std, threshold)
-    result.update(dataset=dataset, steps=steps, batch_size=batch_size, lr=lr, betas=list(betas),
-                  latent_dim=latent_dim, hidden=hidden, seed=seed, n_eval=n_eval, seconds=round(seconds, 2),
-                  samples=samples)
+    result.update(dataset=dataset, loss=loss, steps=steps, batch_size=batch_size, **recipe,
+                  spectral_norm=spectral_norm, latent_dim=latent_dim, hidden=hidden, seed=seed, n_eval=n_eval,
+                  seconds=round(seconds, 2), samples=samples)
     return result

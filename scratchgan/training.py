@@ -40,16 +40,26 @@ from .atomic import atomic_write_bytes
 from .images import plot_losses, save_grid
 from .layers.activations import sigmoid
 from .models import GAN, MODELS, build
-from .optim import Adam
+from .optim import Adam, RMSprop
 from .runfolder import RunFolderError, check_subfolders, remove_leftovers
 
-__all__ = ["TrainConfig", "Trainer", "DivergenceError", "load_run", "MAX_LOSS", "MAX_NORM"]
+__all__ = ["TrainConfig", "Trainer", "DivergenceError", "load_run", "MAX_LOSS", "MAX_NORM", "LOSS_DEFAULTS"]
 
 # The divergence guard's bounds. A GAN loss on logits grows like |logit|; D's logits stay within
 # a few hundred even when it wins outright, so a loss of 1e6 means the weights have blown up.
 # Parameter, gradient and Adam first-moment norms of a healthy run are below 1e4 for these models.
 MAX_LOSS = 1e6
 MAX_NORM = 1e8
+
+
+# Each loss family's recipe from its paper, for the settings a caller leaves out (the CLI does).
+LOSS_DEFAULTS = {
+    "bce": {},                                                      # Radford et al.: Adam 2e-4, beta1 0.5
+    "wgan": dict(optimizer="rmsprop", lr=5e-5, k=5, clip=0.01),     # Arjovsky et al. 2017, Algorithm 1
+    "wgan-gp": dict(lr=1e-4, beta1=0.5, beta2=0.9, k=5, gp_weight=10.0),   # Gulrajani et al. 2017, Algorithm 1
+    "hinge": {},                                                    # Miyato et al. 2018, setting C
+    "lsgan": {},                                                    # Mao et al. 2017: Adam 2e-4, beta1 0.5
+}
 
 
 class DivergenceError(RuntimeError):
@@ -69,9 +79,13 @@ class TrainConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    k: int = 1                                       # discriminator steps per generator step
-    g_loss: str = "nonsaturating"                    # or "minimax"
-    label_smoothing: float = 0.0                     # one-sided: real target = 1 - label_smoothing
+    k: int = 1                                       # discriminator (critic) steps per generator step
+    loss: str = "bce"                                # bce, wgan, wgan-gp, hinge, lsgan (losses.make_loss)
+    g_loss: str = "nonsaturating"                    # bce only: or "minimax"
+    label_smoothing: float = 0.0                     # bce only, one-sided: real target = 1 - label_smoothing
+    gp_weight: float = 10.0                          # wgan-gp only: lambda of the gradient penalty
+    clip: float | None = None                        # clip D's weights to [-clip, clip] after each step (WGAN)
+    optimizer: str = "adam"                          # adam (lr, beta1, beta2) or rmsprop (lr)
     seed: int = 0
     backend: str = "numpy"
     dtype: str = "float32"                           # "float64" for checks; a resumed run keeps its dtype
@@ -111,7 +125,8 @@ class TrainConfig:
             if getattr(self, name) not in options:
                 raise ValueError(f"{name} must be one of {', '.join(map(str, options))}; got {getattr(self, name)!r}")
 
-        one_of("model", sorted(MODELS))
+        if not isinstance(self.model, str) or not self.model:   # a builder's name (models.MODELS for the CLI)
+            raise ValueError(f"model must be a model's name, got {self.model!r}")
         if not isinstance(self.model_args, dict) or not all(isinstance(k, str) for k in self.model_args):
             raise ValueError(f"model_args must be a dict of builder arguments, got {self.model_args!r}")
         if not isinstance(self.dataset, str) or not self.dataset:
@@ -133,6 +148,11 @@ class TrainConfig:
         number("beta2", 0, 1, hi_open=True)
         number("label_smoothing", 0, 1, hi_open=True)
         one_of("g_loss", sorted(losses.G_LOSSES))
+        one_of("loss", list(losses.LOSSES))
+        one_of("optimizer", ["adam", "rmsprop"])
+        number("gp_weight", 0)
+        if self.clip is not None:
+            number("clip", 0, lo_open=True)
         one_of("backend", ["numpy", "cupy"])
         one_of("dtype", ["float32", "float64"])
         return self
@@ -167,8 +187,12 @@ class Trainer:
         if self.n < config.batch_size:
             raise ValueError(f"batch size {config.batch_size} is larger than the data set ({self.n} images)")
         self.batches_per_epoch = self.n // config.batch_size
-        self.opt_G = Adam(gan.G, lr=config.lr, betas=(config.beta1, config.beta2))
-        self.opt_D = Adam(gan.D, lr=config.lr, betas=(config.beta1, config.beta2))
+        self.opt_G, self.opt_D = self._optimizer(gan.G), self._optimizer(gan.D)
+        self.loss = losses.make_loss(config.loss, config.g_loss, config.label_smoothing, config.gp_weight)
+        self.penalty = None
+        if self.loss.gradient_penalty:   # WGAN-GP: refuses a critic it cannot differentiate twice
+            from .penalty import GradientPenalty
+            self.penalty = GradientPenalty(gan.D, weight=self.loss.gradient_penalty)
         self.step = 0            # completed generator steps
         self.batch_index = 0     # real batches consumed (epoch = batch_index // batches_per_epoch)
         self.noise_calls = 0     # noise batches drawn
@@ -178,7 +202,6 @@ class Trainer:
         self._stop_requested = False
         self._started = False    # run-folder housekeeping done (first train())
         self._saved_step = None
-        self.g_loss_fn = losses.G_LOSSES[config.g_loss]
         self.history = []         # changes of settings on resume, kept in config.json
         self.stop_signal = None   # the signal (SIGINT, SIGTERM) that stopped the last train()
         self._saving = False
@@ -194,6 +217,12 @@ class Trainer:
             self.grid_nrow = int(math.ceil(math.sqrt(config.n_samples)))
         n_fixed = len(self.fixed_labels) if gan.conditional else config.n_samples
         self.fixed_z = gan.sample_noise(n_fixed, fixed_rng)
+
+    def _optimizer(self, net):
+        cfg = self.config
+        if cfg.optimizer == "rmsprop":
+            return RMSprop(net, lr=cfg.lr)
+        return Adam(net, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
     # ------------------------------------------------------------------ data and noise
     @property
@@ -221,30 +250,46 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict:
         """k discriminator steps and one generator step. Returns device scalars."""
-        gan, cfg = self.gan, self.config
+        gan, cfg, loss = self.gan, self.config, self.loss
         G, D = gan.G, gan.D
-        real_target = 1.0 - cfg.label_smoothing
         for _ in range(cfg.k):
             x, y = self._real_batch()
             z, y_fake = self._noise(len(x))
             fake, g_cache = G.forward(gan.g_input(z, y_fake))
             self.opt_D.zero_grad()
-            logits_real, cache_real = D.forward(gan.d_input(x, y))
-            logits_fake, cache_fake = D.forward(gan.d_input(fake, y_fake))
-            d_loss, d_real, d_fake = losses.d_loss(logits_real, logits_fake, real_target)
+            real_in, fake_in = gan.d_input(x, y), gan.d_input(fake, y_fake)
+            out_real, cache_real = D.forward(real_in)
+            out_fake, cache_fake = D.forward(fake_in)
+            d_loss, d_real, d_fake = loss.d(out_real, out_fake)
             D.backward(d_real, cache_real, input_grad=False)  # D's inputs need no gradient here
             D.backward(d_fake, cache_fake, input_grad=False)
+            if self.penalty is not None:  # WGAN-GP: + lambda E[(||grad D(x_hat)|| - 1)^2] on interpolates
+                d_loss = d_loss + self._gradient_penalty(real_in, fake_in)
             self.opt_D.step()
+            if cfg.clip is not None:      # WGAN: keep the critic's weights in [-clip, clip]
+                backend.array_module(self.opt_D.flat_p).clip(self.opt_D.flat_p, -cfg.clip, cfg.clip,
+                                                             out=self.opt_D.flat_p)
         # Generator step on the last fake batch, through the just-updated D.
-        logits_fake, cache_fake = D.forward(gan.d_input(fake, y_fake))
-        g_loss, dlogits = self.g_loss_fn(logits_fake)
-        d_in = D.backward(dlogits, cache_fake)  # D's grads are cleared before its next step
+        out_fake, cache_fake = D.forward(gan.d_input(fake, y_fake))
+        g_loss, d_out = loss.g(out_fake)
+        d_in = D.backward(d_out, cache_fake)  # D's grads are cleared before its next step
         self.opt_G.zero_grad()
         G.backward(gan.d_input_grad_to_images(d_in, fake.shape), g_cache, input_grad=False)  # z needs none
         self.opt_G.step()
         self.step += 1
-        return {"d_loss": d_loss, "g_loss": g_loss,
-                "d_real": sigmoid(logits_real).mean(), "d_fake": sigmoid(logits_fake).mean()}
+        d_real_mean, d_fake_mean = loss.means(out_real, out_fake)
+        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real_mean, "d_fake": d_fake_mean}
+
+    def _gradient_penalty(self, real_in, fake_in):
+        """Add the penalty's parameter gradient to D's and return its value. The interpolation
+        weights come from the same (seed, counter) stream as the D step's noise, so a resumed
+        run draws them again exactly."""
+        from .penalty import interpolates
+        rng = backend.random_generator(np, self.config.seed + 2, self.noise_calls)   # host: N numbers
+        x_hat, _ = interpolates(real_in, fake_in, rng)
+        value, cache = self.penalty.forward(x_hat)
+        self.penalty.backward(self.xp.ones_like(value), cache)
+        return value[0]
 
     # ------------------------------------------------------------------ the loop
     def total_steps(self) -> int:
@@ -327,21 +372,20 @@ class Trainer:
                     f"{self._kept()}; try a lower learning rate (--lr) or label smoothing")
 
     def check_health(self) -> None:
-        """Raise DivergenceError unless the parameters, gradients and Adam moments of G and D are
-        finite with L2 norms within MAX_NORM (Adam's second moments: finite). One dot product
-        per flat buffer, so cheap enough for every logged step."""
+        """Raise DivergenceError unless the parameters and gradients of G and D are finite with L2
+        norms within MAX_NORM, and the optimisers' state (Adam's moments, ...) is finite. One
+        pass per flat buffer, so cheap enough for every logged step."""
         for net, opt in (("G", self.opt_G), ("D", self.opt_D)):
             if opt.flat_p is None:
                 continue
             xp = backend.array_module(opt.flat_p)
             with np.errstate(over="ignore", invalid="ignore"):   # overflow is what is looked for
-                sums = {"parameters": xp.dot(opt.flat_p, opt.flat_p), "gradients": xp.dot(opt.flat_g, opt.flat_g),
-                        "Adam first moments": xp.dot(opt.m, opt.m),
-                        "Adam second moments": opt.v.sum()}     # v >= 0 holds squares already: finite is enough
+                sums = {"parameters": xp.dot(opt.flat_p, opt.flat_p), "gradients": xp.dot(opt.flat_g, opt.flat_g)}
+                sums.update({what: xp.abs(a).sum() for what, a in opt.flat_state().items()})
             for what, total in sums.items():
                 total = float(total)                            # inf or NaN if any value is
-                bound = math.inf if what == "Adam second moments" else MAX_NORM * MAX_NORM
-                if not math.isfinite(total) or total > bound:
+                bounded = what in ("parameters", "gradients")
+                if not math.isfinite(total) or (bounded and total > MAX_NORM * MAX_NORM):
                     raise DivergenceError(
                         f"training diverged at step {self.step}: the {what} of {net} "
                         + ("are not finite" if not math.isfinite(total) else f"have norm {total ** 0.5:.4g}, beyond "
@@ -429,7 +473,7 @@ class Trainer:
                          output=self.gan.output)
         save_grid(images, self.run_dir / "samples.png", nrow=self.grid_nrow, output=self.gan.output)
         if (self.run_dir / "metrics.csv").exists():
-            plot_losses(self.run_dir / "metrics.csv", self.run_dir / "losses.png")
+            plot_losses(self.run_dir / "metrics.csv", self.run_dir / "losses.png", self.loss.probabilities)
         return path
 
     def state(self) -> tuple[dict, dict]:

@@ -366,11 +366,11 @@ class _DenseMeanGrad(sg.Dense):
     """Planted bug: weight gradient averaged over the batch instead of summed."""
 
     def backward(self, dY, cache):
-        X = self.saved(cache)
+        X, W = self.saved(cache)
         self.grads["weight"] += dY.T @ X / X.shape[0]
         if self.use_bias:
             self.grads["bias"] += dY.sum(axis=0)
-        return dY @ self.params["weight"]
+        return dY @ W
 
 
 class _BNMissingXhatTerm(sg.BatchNorm1d):

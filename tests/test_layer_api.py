@@ -49,6 +49,7 @@ LAYERS = {
                         lambda s: (s[0], 3, (s[2] - 1) * 2 - 2 + 3 + 1, (s[3] - 1) * 2 - 2 + 3 + 1)),
     "BatchNorm1d": (lambda dt: sg.BatchNorm1d(3, dtype=dt), (4, 3), lambda s: s),
     "BatchNorm2d": (lambda dt: sg.BatchNorm2d(2, dtype=dt), (2, 2, 3, 3), lambda s: s),
+    "LayerNorm": (lambda dt: sg.LayerNorm((2, 3), dtype=dt), (4, 2, 3), lambda s: s),
     "ReLU": (lambda dt: sg.ReLU(), (4, 3), lambda s: s),
     "LeakyReLU": (lambda dt: sg.LeakyReLU(0.2), (4, 3), lambda s: s),
     "Sigmoid": (lambda dt: sg.Sigmoid(), (4, 3), lambda s: s),
@@ -62,7 +63,7 @@ LAYERS = {
     "Sequential": (_seq, (4, 3), lambda s: (s[0], 2)),
 }
 NAMES = list(LAYERS)
-WITH_PARAMS = ["Dense", "Conv2D", "ConvTranspose2D", "BatchNorm1d", "BatchNorm2d", "Sequential"]
+WITH_PARAMS = ["Dense", "Conv2D", "ConvTranspose2D", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Sequential"]
 SHAPE_LAYERS = ["Reshape", "Flatten", "Upsample2D"]
 
 
@@ -113,6 +114,51 @@ def test_backward_params_without_forward_is_refused(name):
         layer.backward_params(Y, None)
 
 
+@pytest.mark.parametrize("name", WITH_PARAMS)
+def test_backward_input_without_forward_is_refused(name):
+    layer, _, Y, _ = forward(name)
+    with pytest.raises(CacheError, match=esc(label(layer), "no forward: got None")):
+        layer.backward_input(Y, None)
+
+
+@pytest.mark.parametrize("name", NAMES + ["BatchNorm1d-eval", "Dropout-eval"])
+def test_backward_input_is_backward_without_the_parameter_gradients(name):
+    """backward_input returns backward's dX exactly and leaves every gradient at zero;
+    it checks dY as backward does."""
+    layer, shape, _ = build(name.split("-")[0])
+    if name.endswith("eval"):
+        layer.eval()
+    X = data(shape)
+    Y, cache = layer.forward(X)
+    dY = data(Y.shape, seed=1)
+    dX = layer.backward_input(dY, cache)
+    assert all(float(np.abs(H(g)).sum()) == 0.0 for _, _, g in layer.named_parameters())
+    np.testing.assert_array_equal(H(dX), H(layer.backward(dY, cache)))
+    bad = (Y.shape[0] + 1,) + tuple(Y.shape[1:])
+    with pytest.raises(ShapeError, match=esc(repr(last(layer)), f"shape {tuple(Y.shape)}", f"got {bad}")):
+        layer.backward_input(A(np.ones(bad, np.float32)), cache)
+
+
+def test_backward_input_of_a_layer_with_parameters_must_be_written():
+    """The base class's backward_input is backward itself, which is right only without parameters."""
+    class Scale(sg.Module):
+        def __init__(self):
+            super().__init__()
+            self._add_param("weight", np.ones(1, np.float32))
+
+        def forward(self, X):
+            return X * self.params["weight"], self.save_for_backward(X)
+
+        def backward(self, dY, cache):
+            self.grads["weight"] += (dY * self.saved(cache)).sum(keepdims=True)
+            return dY * self.params["weight"]
+
+    layer = Scale()
+    Y, cache = layer.forward(data((2, 3)))
+    with pytest.raises(NotImplementedError, match=esc("Scale()", "backward_input", "must override")):
+        layer.backward_input(Y, cache)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_cache_of_a_twin_with_identical_shapes_is_refused(name):
     """Two instances of one class built alike, forward on the same X: every array in the
@@ -161,7 +207,7 @@ def test_sequential_input_grad_false_checks_the_cache_too():
 
 
 def test_cache_is_small_and_names_its_owner():
-    layer, _, _, cache = forward("Dense")
+    layer, _, _, cache = forward("LeakyReLU")  # saves one value, X
     assert isinstance(cache, sg.Cache) and cache.owner is layer
     assert not hasattr(cache, "__dict__")  # __slots__: cheap to make on every forward
     assert repr(layer) in repr(cache)
@@ -362,6 +408,12 @@ CONSTRUCTOR_CASES = [
     (lambda: sg.BatchNorm1d(3, momentum=1.5), "BatchNorm1d", "momentum", "[0, 1]", "got 1.5"),
     (lambda: sg.BatchNorm2d(3, momentum=-0.1), "BatchNorm2d", "momentum", "[0, 1]", "got -0.1"),
     (lambda: sg.BatchNorm2d(3, momentum=float("nan")), "BatchNorm2d", "momentum", "[0, 1]", "got nan"),
+    (lambda: sg.LayerNorm(0), "LayerNorm", "normalized_shape", ">= 1", "got 0"),
+    (lambda: sg.LayerNorm((3, 0)), "LayerNorm", "normalized_shape", ">= 1", "got 0"),
+    (lambda: sg.LayerNorm(()), "LayerNorm", "normalized_shape", "non-empty", "got ()"),
+    (lambda: sg.LayerNorm(2.5), "LayerNorm", "normalized_shape", "integer", "got 2.5"),
+    (lambda: sg.LayerNorm(4, eps=0), "LayerNorm", "eps", "(0, inf)", "got 0"),
+    (lambda: sg.LayerNorm(4, eps=float("nan")), "LayerNorm", "eps", "finite", "got nan"),
     (lambda: sg.LeakyReLU(float("nan")), "LeakyReLU", "negative_slope", "finite", "got nan"),
     (lambda: sg.LeakyReLU(float("-inf")), "LeakyReLU", "negative_slope", "finite", "got -inf"),
     (lambda: sg.LeakyReLU("0.2"), "LeakyReLU", "negative_slope", "finite number", "got '0.2'"),
@@ -473,7 +525,7 @@ def test_astype_accepts_float32_and_float64_only(name, dtype):
 
 @pytest.mark.parametrize("make", [lambda dt: sg.Dense(3, 2, dtype=dt), lambda dt: sg.Conv2D(1, 2, 3, dtype=dt),
                                   lambda dt: sg.ConvTranspose2D(1, 2, 3, dtype=dt),
-                                  lambda dt: sg.BatchNorm1d(3, dtype=dt)])
+                                  lambda dt: sg.BatchNorm1d(3, dtype=dt), lambda dt: sg.LayerNorm(3, dtype=dt)])
 def test_dtype_arguments_accept_float32_and_float64_only(make):
     with pytest.raises(TypeError, match=esc("float32 or float64", "got float16")):
         make(np.float16)

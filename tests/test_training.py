@@ -142,7 +142,7 @@ def test_generator_gradient_flows_through_discriminator(kind, g_loss):
     tr = _trainer(kind, model_kw=model_kw, dtype=np.float64, g_loss=g_loss, batch_size=8)
     gan = tr.gan
     loss_fn = {"nonsaturating": losses.g_loss_nonsaturating, "minimax": losses.g_loss_minimax}[g_loss]
-    assert tr.g_loss_fn is loss_fn
+    assert tr.loss.g is loss_fn
     G0 = gan.G.copy()
     rec = _spy(tr, {})
     seen = {}
@@ -346,13 +346,13 @@ def test_data_seed_alone_changes_the_run():
 def test_nan_loss_raises_divergence_error_and_keeps_last_checkpoint(tmp_path):
     run = tmp_path / "run"
     tr = _trainer("mlp", run_dir=run, steps=10, checkpoint_every=1, keep_checkpoints=10)
-    good = tr.g_loss_fn
+    good = tr.loss.g
 
     def g_loss(logits):
         loss, d = good(logits)
         return (loss * np.nan if tr.step == 3 else loss), d   # step 4 is being computed
 
-    tr.g_loss_fn = g_loss
+    tr.loss.g = g_loss
     with pytest.raises(DivergenceError, match=r"step 4\b") as info:
         tr.train()
     assert "nan" in str(info.value).lower()
@@ -661,8 +661,8 @@ def test_d_loss_with_smoothing_uses_real_target_09():
 
 
 def test_g_loss_option():
-    assert _trainer("mlp").g_loss_fn is losses.g_loss_nonsaturating
-    assert _trainer("mlp", g_loss="minimax").g_loss_fn is losses.g_loss_minimax
+    assert _trainer("mlp").loss.g is losses.g_loss_nonsaturating
+    assert _trainer("mlp", g_loss="minimax").loss.g is losses.g_loss_minimax
     with pytest.raises(ValueError, match="g_loss must be one of minimax, nonsaturating; got 'wasserstein'"):
         _trainer("mlp", g_loss="wasserstein")
     with pytest.raises(ValueError, match="unknown config keys"):

@@ -1,15 +1,18 @@
 """All layers. Each file holds one family, forward and backward side by side."""
-from .base import Cache, CacheError, Module, Sequential, ShapeError
+from .base import Cache, CacheError, DoubleBackwardError, Module, Sequential, ShapeError
 from .dense import Dense
 from .conv import Conv2D, ConvTranspose2D
 from .batchnorm import BatchNorm1d, BatchNorm2d
+from .layernorm import LayerNorm
 from .activations import ReLU, LeakyReLU, Sigmoid, Tanh
 from .dropout import Dropout
 from .shape import Reshape, Flatten, Upsample2D
 from .pooling import MaxPool2D, AvgPool2D
+from .spectral_norm import SpectralNorm, spectral_norm
 
 __all__ = [
-    "Module", "Sequential", "Cache", "ShapeError", "CacheError", "Dense", "Conv2D", "ConvTranspose2D",
-    "BatchNorm1d", "BatchNorm2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout",
-    "Reshape", "Flatten", "Upsample2D", "MaxPool2D", "AvgPool2D",
+    "Module", "Sequential", "Cache", "ShapeError", "CacheError", "DoubleBackwardError", "Dense", "Conv2D",
+    "ConvTranspose2D",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout",
+    "Reshape", "Flatten", "Upsample2D", "MaxPool2D", "AvgPool2D", "SpectralNorm", "spectral_norm",
 ]

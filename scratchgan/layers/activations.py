@@ -6,6 +6,9 @@ writes into dY (it may be shared with another branch).
     Sigmoid    y = 1 / (1 + e^-x)            dx = dy * y (1 - y)
     Tanh       y = tanh x                    dx = dy * (1 - y^2)
 
+Double backward (docs/double-backward.md): ReLU and LeakyReLU are linear in dy with a mask
+that is locally constant in x, so given ddx = dP/d(dx): ddy = ddx * mask, nothing flows to x.
+
 The derivative masks are applied as products with 0/1 arrays, never with where(): with
 a data-dependent condition NumPy's where() branches per element and is 5-16x slower
 (docs/performance.md). Derivations: docs/layers/activations.md.
@@ -28,6 +31,12 @@ class ReLU(Module):
         positive, dtype = self.saved(cache)
         self._check_grad(dY, positive.shape, dtype, positive)
         return dY * positive                      # bool * float keeps dY's dtype
+
+    def double_backward(self, ddX, dY, cache):
+        """dX = dY * mask is linear in dY; the mask is locally constant in X: ddY = ddX * mask."""
+        positive, dtype = self.saved(cache)
+        self._check_double(ddX, dY, positive.shape, positive.shape, dtype, positive)
+        return ddX * positive, None
 
 
 class LeakyReLU(Module):
@@ -52,6 +61,14 @@ class LeakyReLU(Module):
         dX = self._slope(X)
         dX *= dY
         return dX
+
+    def double_backward(self, ddX, dY, cache):
+        """dX = dY * slope(X) is linear in dY; the slope is locally constant in X: ddY = ddX * slope."""
+        X = self.saved(cache)
+        self._check_double(ddX, dY, X.shape, X.shape, X.dtype, X)
+        ddY = self._slope(X)
+        ddY *= ddX
+        return ddY, None
 
     def _slope(self, X):
         """dy/dx = a + (1 - a) [x > 0]: 1 where x > 0, else a."""
@@ -82,6 +99,9 @@ def sigmoid(x):
 
 
 class Sigmoid(Module):
+    double_backward_note = ("not written: its backward depends smoothly on the input (through y (1 - y)); a WGAN-GP "
+                            "critic uses (Leaky)ReLU and outputs logits")
+
     def forward(self, X):
         self._check_input(X)
         Y = sigmoid(X)
@@ -97,6 +117,9 @@ class Sigmoid(Module):
 
 
 class Tanh(Module):
+    double_backward_note = ("not written: its backward depends smoothly on the input (through 1 - y^2); a WGAN-GP "
+                            "critic uses (Leaky)ReLU and outputs logits")
+
     def forward(self, X):
         self._check_input(X)
         Y = backend.array_module(X).tanh(X)

@@ -20,6 +20,11 @@ the shape, dtype and backend of the forward's output (``_check_grad``), and forw
 ``X`` is a float32/float64 array of the expected shape (``_check_input``): misuse raises
 ``ShapeError`` (``BackendError`` for mixed NumPy/CuPy arrays) naming the layer.
 
+Two partial backwards exist for callers that need only half: ``backward_params`` (parameter
+gradients, no dX: a first layer whose input is data) and ``backward_input`` (dX only: the
+WGAN-GP penalty's first backward). ``double_backward(ddX, dY, cache)`` differentiates the
+backward itself (docs/double-backward.md); layers without one raise ``DoubleBackwardError``.
+
 Parameters live in ``layer.params`` (name -> array) with gradients of the same shape in
 ``layer.grads``; non-trained state (BatchNorm running statistics, Dropout's counter) in
 ``layer.buffers``. Names follow torch.nn ("weight", "bias", "running_mean", ...) and
@@ -34,7 +39,7 @@ import numpy as np
 
 from .. import backend
 
-__all__ = ["Module", "Sequential", "Cache", "ShapeError", "CacheError"]
+__all__ = ["Module", "Sequential", "Cache", "ShapeError", "CacheError", "DoubleBackwardError"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # the dtypes layers compute in
 
@@ -45,6 +50,28 @@ class ShapeError(ValueError):
 
 class CacheError(ValueError):
     """backward was given something other than the cache of this layer's own forward."""
+
+
+class DoubleBackwardError(NotImplementedError):
+    """A layer without a double backward was asked for one (e.g. by the WGAN-GP penalty)."""
+
+
+def double_backward_layers() -> list:
+    """Names of the library's layers that implement ``double_backward`` (found, not listed
+    by hand, so a layer that gains one appears here)."""
+    found, stack = set(), [Module]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            stack.append(sub)
+            if (sub.double_backward is not Module.double_backward and sub.__module__.startswith("scratchgan.")
+                    and not sub.__name__.startswith("_")):
+                found.add(sub.__name__)
+    return sorted(found)
+
+
+def supported_double_backward() -> str:
+    """The sentence that ends every refusal: what is supported."""
+    return f"Layers with a double backward: {', '.join(double_backward_layers())} (and Sequential containers of them)"
 
 
 class Cache:
@@ -87,6 +114,29 @@ class Module:
         """Accumulate parameter gradients only, for a layer whose input is data (no dL/dX
         needed). Layers with weights override it to skip the input-gradient product."""
         self.backward(dY, cache)
+
+    def backward_input(self, dY, cache):
+        """dL/dX only, parameter gradients untouched: the mirror of ``backward_params``, for
+        a gradient with respect to the input alone (the WGAN-GP penalty's first backward).
+        A layer without parameters has nothing else to do, so this is its ``backward``;
+        layers with parameters override it (``backward`` = parameter gradients + this)."""
+        if self.num_parameters():
+            raise NotImplementedError(f"{_name(self)}.backward_input: a layer with parameters must override "
+                                      "backward_input (its backward would also accumulate parameter gradients)")
+        return self.backward(dY, cache)
+
+    # Why this layer has no double_backward: the base class's error quotes it.
+    double_backward_note = "no double backward is written for this layer"
+
+    def double_backward(self, ddX, dY, cache):
+        """The backward of the backward (docs/double-backward.md). The first backward made
+        dX = B(dY; cache, theta); given ddX = dP/d(dX) for a scalar P (an array of the input's
+        shape), return ``(ddY, ddX_in)``: ddY = dP/d(dY) (the output's shape), and ddX_in =
+        dP/dX through B's dependence on the forward input X (via the cache), or None where B
+        does not depend on X. The part of dP/dtheta that comes from B's dependence on theta
+        is accumulated (+=) into ``self.grads``. Layers that support it override this."""
+        raise DoubleBackwardError(f"{_name(self)}.double_backward: not supported: {self.double_backward_note}. "
+                                  f"{supported_double_backward()}")
 
     def save_for_backward(self, *values) -> Cache:
         """The cache forward returns: ``values``, tagged with this layer as their owner."""
@@ -275,25 +325,40 @@ class Module:
         elif X.dtype not in FLOAT_DTYPES:
             raise ShapeError(f"{self!r}: expected {what} of dtype float32 or float64, got {X.dtype}")
 
-    def _check_grad(self, dY, shape: tuple, dtype, like=None):
+    def _check_weight(self, W):
+        """An explicit weight given to forward (SpectralNorm's W / sigma) must be the parameter's twin."""
+        own = self.params["weight"]
+        if getattr(W, "shape", None) != own.shape or getattr(W, "dtype", None) != own.dtype:
+            raise ShapeError(f"{self!r}: expected a weight of shape {tuple(own.shape)} and dtype {own.dtype}, got "
+                             f"{type(W).__name__} {tuple(getattr(W, 'shape', ()))} {getattr(W, 'dtype', '')}")
+        backend.array_module(W, own)
+        return W
+
+    def _check_grad(self, dY, shape: tuple, dtype, like=None, what="dY", method="backward", of="the forward output"):
         """Raise ShapeError unless dY has the forward output's shape and dtype (and, given
         ``like``, an array the forward saved, its backend). Broadcasting an (N, 1) gradient
         against an (N, K) output, or a float64 dY into float32 gradients, would silently
-        give wrong results. Attribute comparisons only: no pass over the data."""
+        give wrong results. Attribute comparisons only: no pass over the data.
+        double_backward checks its ddX the same way (what="ddX", of="the forward input")."""
         if not (isinstance(dY, np.ndarray) or backend.is_cupy_array(dY)):
-            raise ShapeError(f"{self!r}.backward: expected dY as an array of shape {tuple(shape)}, "
+            raise ShapeError(f"{self!r}.{method}: expected {what} as an array of shape {tuple(shape)}, "
                              f"got a {type(dY).__name__}")
         if dY.shape != shape:
-            raise ShapeError(f"{self!r}.backward: expected dY of shape {tuple(shape)} (the forward output), "
+            raise ShapeError(f"{self!r}.{method}: expected {what} of shape {tuple(shape)} ({of}), "
                              f"got {tuple(dY.shape)}")
         if dY.dtype != dtype:
-            raise ShapeError(f"{self!r}.backward: expected dY of dtype {np.dtype(dtype)} (the forward output), "
+            raise ShapeError(f"{self!r}.{method}: expected {what} of dtype {np.dtype(dtype)} ({of}), "
                              f"got {dY.dtype}")
         if like is not None:
             try:
                 backend.array_module(dY, like)  # raises when NumPy and CuPy arrays meet
             except backend.BackendError:
-                raise self._backend_error(dY, like, "dY") from None
+                raise self._backend_error(dY, like, what) from None
+
+    def _check_double(self, ddX, dY, x_shape, y_shape, dtype, like=None):
+        """double_backward's checks: ddX has the forward input's shape, dY the output's."""
+        self._check_grad(ddX, tuple(x_shape), dtype, like, "ddX", "double_backward", "the forward input")
+        self._check_grad(dY, tuple(y_shape), dtype, like, "dY", "double_backward", "the forward output")
 
     def _backend_error(self, a, like, what):
         """The BackendError for ``a`` on one backend and ``like`` (this layer's array) on the other."""
@@ -414,14 +479,19 @@ class Sequential(Module):
             caches.append(cache)
         return X, self.save_for_backward(caches)
 
+    def _caches(self, cache, method):
+        """The layers' caches from this Sequential's cache; CacheError if the layers changed."""
+        caches = self.saved(cache)
+        if len(caches) != len(self.layers):
+            raise CacheError(f"{_name(self)}.{method}: got a cache of {len(caches)} layers for {len(self.layers)} "
+                             "layers (layers were added or removed after the forward)")
+        return caches
+
     def backward(self, dY, cache, input_grad: bool = True):
         """Back through every layer in reverse. With input_grad=False (the input is data,
         e.g. D on a real batch) the first layer with parameters only accumulates its
         parameter gradients and the layers before it are skipped; returns None."""
-        caches = self.saved(cache)
-        if len(caches) != len(self.layers):
-            raise CacheError(f"{_name(self)}.backward: got a cache of {len(caches)} layers for {len(self.layers)} "
-                             "layers (layers were added or removed after the forward)")
+        caches = self._caches(cache, "backward")
         if not self.layers:
             return dY if input_grad else None
         first = 0 if input_grad else next((i for i, m in enumerate(self.layers) if m.num_parameters()), 0)
@@ -431,6 +501,16 @@ class Sequential(Module):
             return self.layers[0].backward(dY, caches[0])
         self.layers[first].backward_params(dY, caches[first])
         return None
+
+    def backward_input(self, dY, cache):
+        """dL/dX through every layer in reverse, no parameter gradient touched."""
+        caches = self._caches(cache, "backward_input")
+        for layer, c in zip(reversed(self.layers), reversed(caches)):
+            dY = layer.backward_input(dY, c)
+        return dY
+
+    double_backward_note = ("a container: the second sweep needs every layer's dY of the first backward, so "
+                            "scratchgan.penalty.GradientPenalty drives its layers one by one")
 
     def __repr__(self):
         inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))

@@ -26,6 +26,9 @@ from .base import Module, ShapeError, check_int, check_real
 class _BatchNorm(Module):
     ndim = None   # 2 for BatchNorm1d (N, C), 4 for BatchNorm2d (N, C, H, W)
     axes = None   # the axes statistics run over
+    double_backward_note = ("it normalises with statistics over the batch, so each sample's output depends on the "
+                            "other samples and the per-sample input gradients whose norms the WGAN-GP penalty takes "
+                            "are not defined; use LayerNorm in a critic (Gulrajani et al. 2017, section 4)")
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, dtype=None):
         super().__init__()
@@ -75,17 +78,28 @@ class _BatchNorm(Module):
     def backward(self, dY, cache):
         Xhat, inv_std, training = self.saved(cache)
         self._check_grad(dY, Xhat.shape, Xhat.dtype, Xhat)
-        gamma = self.params["weight"] if self.affine else 1.0
-        if self.affine or training:
-            sum_dY = dY.sum(axis=self.axes)                   # = dbeta
-            sum_dY_Xhat = (dY * Xhat).sum(axis=self.axes)     # = dgamma
+        sums = self._sums(dY, Xhat) if self.affine or training else None
         if self.affine:
-            self.grads["weight"] += sum_dY_Xhat
-            self.grads["bias"] += sum_dY
+            self.grads["bias"] += sums[0]
+            self.grads["weight"] += sums[1]
+        return self._input_grad(dY, Xhat, inv_std, training, sums)
+
+    def backward_input(self, dY, cache):
+        Xhat, inv_std, training = self.saved(cache)
+        self._check_grad(dY, Xhat.shape, Xhat.dtype, Xhat)
+        return self._input_grad(dY, Xhat, inv_std, training, self._sums(dY, Xhat) if training else None)
+
+    def _sums(self, dY, Xhat):
+        """(sum_A dY, sum_A dY * Xhat) = (dbeta, dgamma): train mode's dX needs them too."""
+        return dY.sum(axis=self.axes), (dY * Xhat).sum(axis=self.axes)
+
+    def _input_grad(self, dY, Xhat, inv_std, training, sums):
+        gamma = self.params["weight"] if self.affine else 1.0
         if not training:  # eval: a fixed affine map
             return dY * self._shape(gamma * inv_std)
         # dX = gamma * inv_std * (dY - mean_A(dY) - Xhat * mean_A(dY * Xhat)): the input
         # gradient needs the same two sums as the parameter gradients (docs/layers/batchnorm.md).
+        sum_dY, sum_dY_Xhat = sums
         m = Xhat.size // Xhat.shape[1]
         dX = Xhat * self._shape(sum_dY_Xhat / m)
         dX += self._shape(sum_dY / m)

@@ -11,7 +11,10 @@ and backward is two more:
     dWm = cols^T @ dY2        dcols = dY2 @ Wm^T        dX = col2im(dcols)
 
 (col2im of a product is computed one kernel offset's block of columns at a time, so the
-large dcols matrix is never stored whole: see col2im.)
+large dcols matrix is never stored whole: see col2im.) Conv2D's double backward
+(docs/double-backward.md), given ddX = dP/d(dX), is its forward and weight gradient again:
+
+    ddY2 = im2col(ddX) @ Wm  (no bias)        dWm += im2col(ddX)^T @ dY2
 
 ConvTranspose2D is the adjoint of Conv2D (docs/layers/conv_transpose2d.md): its forward
 is Conv2D's input gradient (GEMM then col2im), its backward is Conv2D's forward (im2col
@@ -124,7 +127,9 @@ class Conv2D(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
 
-    def forward(self, X):
+    def forward(self, X, weight=None):
+        """``weight``: an (out, in, kh, kw) array to use instead of the parameter (a
+        SpectralNorm wrapper passes W / sigma); backward then gives the gradient for it."""
         self._check_input(X, ndim=4, dim=1, size=self.in_channels)
         if X.shape[2] < 1 or X.shape[3] < 1:
             raise ShapeError(f"{self!r}: expected an input of at least 1x1 pixels, got shape {X.shape}")
@@ -133,7 +138,8 @@ class Conv2D(Module):
             raise ShapeError(f"{self!r}: input of {X.shape[2]}x{X.shape[3]} pixels is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.padding}")
         cols, _ = im2col(X, self.kernel_size, self.stride, self.padding)  # (N*Ho*Wo, kh*kw*C)
-        Wm = self._weight_matrix()                                         # (kh*kw*C, O)
+        W = self.params["weight"] if weight is None else self._check_weight(weight)
+        Wm = W.transpose(2, 3, 1, 0).reshape(-1, self.out_channels)       # (kh*kw*C, O)
         Y2 = cols @ Wm
         if self.use_bias:
             Y2 += self.params["bias"]
@@ -142,27 +148,47 @@ class Conv2D(Module):
     def backward(self, dY, cache):
         x_shape, cols, Wm = self.saved(cache)
         dY2 = self._weight_grads(dY, x_shape, cols)                        # (N*Ho*Wo, O)
-        # dX = col2im(dcols), dcols = dY2 @ Wm^T (N*Ho*Wo, kh*kw*C) made one kernel offset at a time
-        return col2im(dY2, x_shape, self.kernel_size, self.stride, self.padding, B=Wm.T)
+        return self._input_grad(dY2, x_shape, Wm)
 
     def backward_params(self, dY, cache):
         x_shape, cols, _ = self.saved(cache)
         self._weight_grads(dY, x_shape, cols)
 
+    def backward_input(self, dY, cache):
+        x_shape, cols, Wm = self.saved(cache)
+        self._check_grad(dY, self._y_shape(x_shape), cols.dtype, cols)
+        return self._input_grad(_rows(dY), x_shape, Wm)
+
+    def double_backward(self, ddX, dY, cache):
+        """dX = col2im(dY2 Wm^T) is bilinear in (dY, Wm) and free of X. Its adjoint in dY is the
+        convolution itself: ddY = conv(ddX, W) without bias, and its weight gradient is the
+        usual one with ddX in place of X: dWm += im2col(ddX)^T dY2. ddX_in = None."""
+        x_shape, cols, Wm = self.saved(cache)
+        self._check_double(ddX, dY, x_shape, self._y_shape(x_shape), cols.dtype, cols)
+        dd_cols, (Ho, Wo) = im2col(ddX, self.kernel_size, self.stride, self.padding)   # (N*Ho*Wo, kh*kw*C)
+        self._accumulate_weight(dd_cols.T @ _rows(dY))
+        return _to_nchw(dd_cols @ Wm, x_shape[0], Ho, Wo), None
+
+    def _y_shape(self, x_shape):
+        return (x_shape[0], self.out_channels) + self.output_shape(*x_shape[2:])
+
     def _weight_grads(self, dY, x_shape, cols):
         """Accumulate dW and db; return dY as (N*Ho*Wo, O) rows for the input gradient."""
-        self._check_grad(dY, (x_shape[0], self.out_channels) + self.output_shape(*x_shape[2:]), cols.dtype, cols)
+        self._check_grad(dY, self._y_shape(x_shape), cols.dtype, cols)
         dY2 = _rows(dY)
-        kh, kw = self.kernel_size
-        dWm = cols.T @ dY2                                                 # (kh*kw*C, O)
-        self.grads["weight"] += dWm.reshape(kh, kw, self.in_channels, self.out_channels).transpose(3, 2, 0, 1)
+        self._accumulate_weight(cols.T @ dY2)                             # dWm (kh*kw*C, O)
         if self.use_bias:
             self.grads["bias"] += dY2.sum(axis=0)
         return dY2
 
-    def _weight_matrix(self):
-        """W (O, C, kh, kw) as the (kh*kw*C, O) matrix that multiplies the columns."""
-        return self.params["weight"].transpose(2, 3, 1, 0).reshape(-1, self.out_channels)
+    def _accumulate_weight(self, dWm):
+        """Add a (kh*kw*C, O) matrix gradient to the (O, C, kh, kw) weight's."""
+        kh, kw = self.kernel_size
+        self.grads["weight"] += dWm.reshape(kh, kw, self.in_channels, self.out_channels).transpose(3, 2, 0, 1)
+
+    def _input_grad(self, dY2, x_shape, Wm):
+        """dX = col2im(dcols), dcols = dY2 @ Wm^T (N*Ho*Wo, kh*kw*C) made one kernel offset at a time."""
+        return col2im(dY2, x_shape, self.kernel_size, self.stride, self.padding, B=Wm.T)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -176,6 +202,9 @@ class ConvTranspose2D(Module):
     maps s different input sizes to the same output size; output_padding (< stride)
     picks which one the transposed convolution returns.
     """
+
+    double_backward_note = ("not written: a generator layer (a WGAN-GP critic downsamples with Conv2D); "
+                            "it would be Conv2D's with the two roles swapped")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
                  bias=True, init="glorot_uniform", rng=None, dtype=None):
@@ -225,6 +254,12 @@ class ConvTranspose2D(Module):
     def backward_params(self, dY, cache):
         X2, _, x_shape = self.saved(cache)
         self._weight_grads(dY, X2, x_shape)
+
+    def backward_input(self, dY, cache):
+        X2, Wm, x_shape = self.saved(cache)
+        self._check_grad(dY, (x_shape[0], self.out_channels) + self.output_shape(*x_shape[1:]), X2.dtype, X2)
+        cols, _ = im2col(dY, self.kernel_size, self.stride, self.padding)   # (N*H*W, kh*kw*Cout)
+        return _to_nchw(cols @ Wm.T, *x_shape)
 
     def _weight_grads(self, dY, X2, x_shape):
         """Accumulate dW and db; return the columns of dY for the input gradient."""

@@ -6,6 +6,8 @@ scaled by 1 / (1 - p), so E[Y] = X; in eval mode the layer is the identity.
 The random state is two integers, (seed, calls): the mask of the k-th training call is
 drawn from a generator seeded by (seed, k), so a run resumed from a checkpoint draws
 exactly the masks it would have drawn, on either backend.
+
+Double backward (docs/double-backward.md): ddY = ddX * M / (1 - p) with the same mask.
 """
 from __future__ import annotations
 
@@ -44,6 +46,16 @@ class Dropout(Module):
             return dY
         self._check_grad(dY, mask.shape, mask.dtype, mask)
         return dY * mask
+
+    def double_backward(self, ddX, dY, cache):
+        """dX = dY * mask is linear in dY with the forward's fixed mask: ddY = ddX * mask
+        (ddX itself in eval mode); nothing flows to X."""
+        mask, X = self.saved(cache)
+        if mask is None:
+            self._check_double(ddX, dY, X.shape, X.shape, X.dtype, X)
+            return ddX, None
+        self._check_double(ddX, dY, mask.shape, mask.shape, mask.dtype, mask)
+        return ddX * mask, None
 
     def extra_repr(self):
         return f"p={self.p}"

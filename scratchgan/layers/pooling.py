@@ -33,6 +33,8 @@ __all__ = ["MaxPool2D", "AvgPool2D"]
 
 
 class _Pool2D(Module):
+    double_backward_note = "not written: a WGAN-GP critic downsamples with strided Conv2D instead"
+
     def __init__(self, kernel_size, stride=None):
         super().__init__()
         who = type(self).__name__

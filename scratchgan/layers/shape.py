@@ -3,6 +3,8 @@
 Their backward passes are the adjoint rearrangement: reshape back, or for nearest
 upsampling by s, sum each s x s block of dY (every input pixel fed s*s outputs).
 They cache the input's shape and dtype only, and return dX on dY's own backend.
+Reshape and Flatten also have the double backward of a linear map (docs/double-backward.md):
+ddY is ddX rearranged to the output's shape.
 """
 from __future__ import annotations
 
@@ -35,6 +37,13 @@ class Reshape(Module):
         self._check_grad(dY, (x_shape[0],) + self.shape, dtype)
         return dY.reshape(x_shape)
 
+    def double_backward(self, ddX, dY, cache):
+        """dX = reshape(dY) is linear: ddY = ddX reshaped to the output's shape."""
+        x_shape, dtype = self.saved(cache)
+        y_shape = (x_shape[0],) + self.shape
+        self._check_double(ddX, dY, x_shape, y_shape, dtype)
+        return ddX.reshape(y_shape), None
+
     def extra_repr(self):
         return ", ".join(map(str, self.shape))
 
@@ -52,9 +61,18 @@ class Flatten(Module):
         self._check_grad(dY, (x_shape[0], math.prod(x_shape[1:])), dtype)
         return dY.reshape(x_shape)
 
+    def double_backward(self, ddX, dY, cache):
+        """dX = reshape(dY) is linear: ddY = ddX flattened."""
+        x_shape, dtype = self.saved(cache)
+        y_shape = (x_shape[0], math.prod(x_shape[1:]))
+        self._check_double(ddX, dY, x_shape, y_shape, dtype)
+        return ddX.reshape(y_shape), None
+
 
 class Upsample2D(Module):
     """Nearest-neighbour upsampling of (N, C, H, W) by an integer factor."""
+
+    double_backward_note = "not written: a generator layer (a WGAN-GP critic has none)"
 
     def __init__(self, scale_factor: int = 2):
         super().__init__()
