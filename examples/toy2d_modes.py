@@ -53,6 +53,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=None, help="(default: the loss's toy recipe)")
+    p.add_argument("--spectral-norm", action="store_true", help="spectral normalisation of D's Dense layers")
     p.add_argument("--latent-dim", type=int, default=2)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--n-eval", type=int, default=2500)
@@ -68,7 +69,7 @@ def main(argv=None):
             for seed in seeds:
                 r = toy2d.train_toy_gan(name, steps=args.steps, batch_size=args.batch_size, loss=loss,
                                         latent_dim=args.latent_dim, hidden=args.hidden, seed=seed,
-                                        n_eval=args.n_eval, **overrides)
+                                        n_eval=args.n_eval, spectral_norm=args.spectral_norm, **overrides)
                 print(f"{loss} {name} seed {seed}: modes covered {r['modes_covered']}/{r['n_modes']}, "
                       f"high-quality {r['hq_fraction']:.3f}  ({r['seconds']:.0f} s)", flush=True)
                 results.append(r)

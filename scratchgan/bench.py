@@ -61,7 +61,7 @@ def model_flops(model: Sequential, input_shape, batch: int) -> tuple[int, int]:
 def iteration_flops(gan, batch: int) -> int:
     """FLOPs of one trainer iteration (k = 1), from the layers' geometry."""
     g_in = (gan.latent_dim + gan.num_classes,)
-    d_in = (784 + gan.num_classes,) if gan.conditional else gan.image_shape
+    d_in = gan.d_input_shape
     FG, FG1 = model_flops(gan.G, g_in, batch)
     FD, FD1 = model_flops(gan.D, d_in, batch)
     return 3 * FG - FG1 + 9 * FD - 2 * FD1
@@ -90,15 +90,18 @@ def gemm_rate(n=2048, repeats=5, dtype=np.float32) -> float:
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def bench_model(kind: str, batch: int, repeats=5, warmup=2, seed=0) -> dict:
-    """Time trainer iterations of a model at a batch size on random data (timing only)."""
+def bench_model(kind: str, batch: int, repeats=5, warmup=2, seed=0, image_shape=None) -> dict:
+    """Time trainer iterations of a model at a batch size on random data (timing only).
+
+    ``image_shape`` (C, H, W): the model sized for such images (its default widths); None:
+    the builder's default, 1x28x28."""
     from .models import build
     from .training import TrainConfig, Trainer
-    gan = build(kind, seed=seed)
+    gan = build(kind, seed=seed) if image_shape is None else build(kind, seed=seed, image_shape=tuple(image_shape))
     n = max(4 * batch, 256)
     rng = np.random.default_rng(seed)
-    images = rng.uniform(-1, 1, (n, 1, 28, 28)).astype(backend.default_dtype())
-    labels = rng.integers(0, 10, n)
+    images = rng.uniform(-1, 1, (n,) + tuple(gan.image_shape)).astype(backend.default_dtype())
+    labels = rng.integers(0, max(gan.num_classes, 1), n)
     trainer = Trainer(gan, images, labels, TrainConfig(model=kind, batch_size=batch, seed=seed), quiet=True)
     times = _time(trainer.train_step, repeats, warmup)
     peak = None
@@ -109,8 +112,8 @@ def bench_model(kind: str, batch: int, repeats=5, warmup=2, seed=0) -> dict:
         tracemalloc.stop()
     flops = iteration_flops(gan, batch)
     med = statistics.median(times)
-    return {"model": kind, "batch": batch, "ms_median": med * 1e3, "ms_min": min(times) * 1e3,
-            "ms_max": max(times) * 1e3, "samples_per_s": batch / med, "gflop_per_iter": flops / 1e9,
+    return {"model": kind, "batch": batch, "image_shape": list(gan.image_shape), "ms_median": med * 1e3,
+            "ms_min": min(times) * 1e3, "ms_max": max(times) * 1e3, "samples_per_s": batch / med, "gflop_per_iter": flops / 1e9,
             "gflops": flops / med / 1e9, "peak_mem_mb": None if peak is None else peak / 2**20}
 
 
@@ -148,13 +151,15 @@ def bench_layers(repeats=10) -> list[dict]:
 
 def main(args) -> int:
     models, batches = args.models, args.batch_sizes   # lists, parsed and checked by the CLI
+    shapes = getattr(args, "image_shapes", None) or [None]   # (C, H, W) tuples; None: 1x28x28
     gemm = gemm_rate()
     result = {"backend": backend.name(), "dtype": str(backend.default_dtype()), "gemm_gflops": gemm, "models": []}
     for kind in models:
-        for b in batches:
-            row = bench_model(kind, b, repeats=args.repeats)
-            row["fraction_of_gemm"] = row["gflops"] / gemm
-            result["models"].append(row)
+        for shape in shapes:
+            for b in batches:
+                row = bench_model(kind, b, repeats=args.repeats, image_shape=shape)
+                row["fraction_of_gemm"] = row["gflops"] / gemm
+                result["models"].append(row)
     if args.layers:
         result["layers"] = bench_layers()
     result["gemm_gflops_after"] = gemm_rate()  # the machine may have been busy: bracket the run
@@ -163,11 +168,14 @@ def main(args) -> int:
         return 0
     print(f"backend {result['backend']}, {result['dtype']}; GEMM 2048^3: {gemm:.1f} GFLOP/s "
           f"(before), {result['gemm_gflops_after']:.1f} (after)")
-    print(f"{'model':<6} {'batch':>5} {'ms/iter med':>11} {'min':>7} {'max':>7} {'samples/s':>10} "
+    names = [r["model"] if shapes == [None] else f"{r['model']} {'x'.join(map(str, r['image_shape']))}"
+             for r in result["models"]]
+    w = max([6] + [len(n) for n in names])
+    print(f"{'model':<{w}} {'batch':>5} {'ms/iter med':>11} {'min':>7} {'max':>7} {'samples/s':>10} "
           f"{'GFLOP/iter':>10} {'GFLOP/s':>8} {'of GEMM':>7} {'peak MB':>8}")
-    for r in result["models"]:
+    for name, r in zip(names, result["models"]):
         peak = "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
-        print(f"{r['model']:<6} {r['batch']:>5} {r['ms_median']:>11.1f} {r['ms_min']:>7.1f} {r['ms_max']:>7.1f} "
+        print(f"{name:<{w}} {r['batch']:>5} {r['ms_median']:>11.1f} {r['ms_min']:>7.1f} {r['ms_max']:>7.1f} "
               f"{r['samples_per_s']:>10.0f} {r['gflop_per_iter']:>10.2f} {r['gflops']:>8.1f} "
               f"{100 * r['fraction_of_gemm']:>6.0f}% {peak:>8}")
     if args.layers:

@@ -42,7 +42,7 @@ RESUMABLE = ("steps", "epochs", "lr", "beta1", "beta2", "k", "g_loss", "label_sm
              "log_every", "sample_every", "checkpoint_every")
 # ... and refuses a change of these: they define the model, the data, the objective or the random streams.
 FIXED_ON_RESUME = ("model", "dataset", "classes", "batch_size", "dtype", "seed", "loss", "optimizer", "latent_dim",
-                   "noise", "upsample", "g_hidden", "d_hidden", "spectral_norm")
+                   "noise", "upsample", "g_hidden", "d_hidden", "spectral_norm", "channels", "image_size")
 
 
 _DEVICE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.ENOMEM}
@@ -111,6 +111,18 @@ def _classes(text):
     return [int(c) if c.isdigit() else c for c in parts]
 
 
+def _image_shapes(text):
+    shapes = []
+    for part in text.split(","):
+        dims = part.strip().lower().split("x")
+        if len(dims) != 3 or not all(d.isdigit() for d in dims) or int(dims[0]) not in (1, 3) \
+                or dims[1] != dims[2] or int(dims[1]) not in (28, 32, 64):
+            raise argparse.ArgumentTypeError(f"expected CxHxW shapes with C 1 or 3 and H = W in 28, 32, 64, "
+                                             f"e.g. 3x32x32; got {part!r}")
+        shapes.append(tuple(int(d) for d in dims))
+    return shapes
+
+
 def _names(choices):
     def parse(text):
         names = [t.strip() for t in text.split(",")]
@@ -168,14 +180,11 @@ def _model_args(args, model) -> dict:
         if model != "dcgan":
             raise UsageError(f"--upsample applies to --model dcgan only, not {model}")
         given["upsample"] = args.upsample
-    for flag, value, mlp_name, conv_name, n_conv in (("--g-hidden", args.g_hidden, "g_hidden", "g_channels", 3),
-                                                     ("--d-hidden", args.d_hidden, "d_hidden", "d_channels", 2)):
+    for flag, value, mlp_name, conv_name in (("--g-hidden", args.g_hidden, "g_hidden", "g_channels"),
+                                             ("--d-hidden", args.d_hidden, "d_hidden", "d_channels")):
         if value is None:
             continue
-        if model == "dcgan":
-            if len(value) != n_conv:
-                raise UsageError(f"{flag}: the dcgan takes {n_conv} channel counts, got {len(value)} "
-                                 f"({','.join(map(str, value))})")
+        if model == "dcgan":   # one channel count per stage: 3 for 28x28 and 32x32, 4 for 64x64 (models.dcgan checks)
             given[conv_name] = value
         else:
             given[mlp_name] = value
@@ -248,6 +257,9 @@ def _resumed_config(args, out, newest):
     _check_loss_flags(args, cfg.loss, cfg.optimizer)
     for name, value in _model_args(args, cfg.model).items():
         requested[name], current[name] = value, model_meta.get(name, False if name == "spectral_norm" else None)
+    shape = model_meta.get("image_shape") or [1, 28, 28]
+    requested.update(channels=args.channels, image_size=args.image_size)
+    current.update(channels=shape[0], image_size=shape[-1])
     for name, value in requested.items():
         if value is not None and value != current[name]:
             flag = "--" + {"g_channels": "g_hidden", "d_channels": "d_hidden"}.get(name, name).replace("_", "-")
@@ -307,18 +319,12 @@ def cmd_train(args):
                              f"or replace it with --overwrite")
     check_writable(out, f"--out {out}")
     backend.set_default_dtype(cfg.dtype)  # a resumed run keeps the dtype it was started with
+    ds = _training_data(args, cfg)
+    _fit_model_to_data(cfg, ds, resumed=args.resume)
     gan = models.build(cfg.model, seed=cfg.seed, **cfg.model_args)
-    import warnings
-    with warnings.catch_warnings():  # the note below says it plainly, without a warning's source line
-        warnings.simplefilter("ignore", UserWarning)
-        ds = data.load_dataset(cfg.dataset, split="train", data_dir=args.data_dir, download=args.download,
-                               classes=cfg.classes, progress=not args.quiet)
-    if ds.is_bundled:  # said even with --quiet
-        print(f"note: training on the {ds.source}; for the full data set use --data-dir DIR, "
-              "$SCRATCHGAN_DATA or --download", file=sys.stderr)
     scale = "tanh" if gan.output == "tanh" else "sigmoid"
     trainer = Trainer(gan, ds.as_float(scale=scale, dtype=backend.default_dtype()), ds.labels, cfg, run_dir=out,
-                      quiet=args.quiet, data_note=ds.source)
+                      quiet=args.quiet, data_note=ds.source, class_names=ds.classes if gan.conditional else None)
     trainer.history = history
     if args.overwrite:  # only now, when everything else has been checked: the old run goes
         kept = clear_run(out)
@@ -330,7 +336,7 @@ def cmd_train(args):
         print(f"data: {ds.name} ({ds.split}), {len(ds):,} images from {ds.source}")
         print(f"model: {cfg.model} on {backend.name()}  ->  {out}")
         gan.G.summary((gan.latent_dim + gan.num_classes,))
-        gan.D.summary((784 + gan.num_classes,) if gan.conditional else gan.image_shape)
+        gan.D.summary(gan.d_input_shape)
     if args.resume:
         trainer.resume()
         if changed:
@@ -339,11 +345,95 @@ def cmd_train(args):
     if trainer.stop_signal:
         return 128 + trainer.stop_signal
     if not args.quiet:
-        print(f"done: step {trainer.step}; samples in {out / 'samples.png'}, losses in {out / 'losses.png'}, "
+        print(f"done: step {trainer.step}; open {out / 'report.html'} (samples, monitor grid, losses, progress), "
               f"checkpoints in {out / 'checkpoints'}")
         if last:
             print("last: " + ", ".join(f"{k}={v}" for k, v in last.items()))
     return EXIT_OK
+
+
+FOLDER = "folder:"   # --dataset folder:PATH, a folder of the user's own images
+
+
+def _training_data(args, cfg):
+    """The run's training data: a named data set, or an image folder (--dataset folder:PATH) decoded
+    at the size and channels of the model (from --channels / --image-size, or a resumed run's model)."""
+    from . import data
+    shape = cfg.model_args.get("image_shape")
+    if cfg.dataset.startswith(FOLDER):
+        path = cfg.dataset[len(FOLDER):]
+        if not path:
+            raise UsageError("--dataset folder:PATH: give the folder, e.g. --dataset folder:~/pictures")
+        channels = shape[0] if shape else (args.channels or 3)
+        size = shape[1] if shape else (args.image_size or 32)
+        ds = data.image_folder(Path(path).expanduser(), channels=channels, image_size=size, skip_bad=args.skip_bad,
+                               progress=not args.quiet)
+        if ds.note:
+            print(f"note: {ds.note}", file=sys.stderr)
+        return ds.filter_classes(cfg.classes) if cfg.classes is not None else ds
+    for flag, value, only in (("--channels", args.channels, 1), ("--image-size", args.image_size, 28)):
+        if value is not None and value != only:
+            raise UsageError(f"{flag} {value}: {cfg.dataset} images are 1x28x28; {flag} applies to --dataset {FOLDER}PATH")
+    if args.skip_bad:
+        raise UsageError(f"--skip-bad applies to --dataset {FOLDER}PATH")
+    import warnings
+    with warnings.catch_warnings():  # the note below says it plainly, without a warning's source line
+        warnings.simplefilter("ignore", UserWarning)
+        ds = data.load_dataset(cfg.dataset, split="train", data_dir=args.data_dir, download=args.download,
+                               classes=cfg.classes, progress=not args.quiet)
+    if ds.is_bundled:  # said even with --quiet
+        print(f"note: training on the {ds.source}; for the full data set use --data-dir DIR, "
+              "$SCRATCHGAN_DATA or --download", file=sys.stderr)
+    return ds
+
+
+def _fit_model_to_data(cfg, ds, resumed):
+    """A new run's model takes the data's image shape and, conditional, its number of classes (both
+    recorded in model_args only when they differ from MNIST's); a resumed run's must already fit."""
+    from . import models
+    shape, classes = tuple(ds.image_shape), len(ds.classes)
+    want = {"image_shape": list(shape)} if shape != (1, 28, 28) else {}
+    if cfg.model == "cgan":
+        if classes < 2:
+            raise UsageError(f"--model cgan needs labelled data (one subfolder per class for an image folder); "
+                             f"{ds.name} has {classes} class")
+        if classes != 10:
+            want["num_classes"] = classes
+    for key, value in want.items() if not resumed else ():
+        cfg.model_args[key] = value
+    if cfg.model == "dcgan" and shape[1] in models.DCGAN_CHANNELS:   # one channel count per stage of this size
+        for flag, key, default in zip(("--g-hidden", "--d-hidden"), ("g_channels", "d_channels"),
+                                      models.DCGAN_CHANNELS[shape[1]]):
+            given = cfg.model_args.get(key)
+            if given is not None and len(given) != len(default):
+                raise UsageError(f"{flag}: the dcgan for {shape[1]}x{shape[2]} images takes {len(default)} channel "
+                                 f"counts, one per stage (default {','.join(map(str, default))}), got {len(given)}")
+    have = (tuple(cfg.model_args.get("image_shape", (1, 28, 28))), cfg.model_args.get("num_classes", 10))
+    need = (shape, classes if cfg.model == "cgan" else have[1])
+    if have != need:
+        raise UsageError(f"the data's images are {'x'.join(map(str, shape))} with {classes} classes, but the run's "
+                         f"model takes {'x'.join(map(str, have[0]))} with {have[1]}: resume with the data it was "
+                         "trained on")
+
+
+def _class_label(gan, meta, label, flag="--label"):
+    """--label as a class index: an integer, or a class name of the run (e.g. A for EMNIST letters)."""
+    if label is None:
+        return None
+    names = meta.get("class_names") if isinstance(meta.get("class_names"), list) else None
+    if names and not label.lstrip("-").isdigit():
+        folded = [str(n).lower() for n in names]
+        if label.lower() in folded:
+            index = folded.index(label.lower())
+            _check_label(gan, index, flag)
+            return index
+    try:
+        index = int(label)
+    except ValueError:
+        known = f"; its classes: {', '.join(map(str, names))}" if names else ""
+        raise UsageError(f"{flag} {label!r}: not a class of this run{known}") from None
+    _check_label(gan, index, flag)
+    return index
 
 
 # --------------------------------------------------------------------------- using a trained run
@@ -353,7 +443,7 @@ def cmd_sample(args):
     from .training import load_run
     _use_backend(args)
     gan, meta = load_run(args.run_dir)
-    _check_label(gan, args.label)
+    args.label = _class_label(gan, meta, args.label)
     out = _output_file(args.out or Path(args.run_dir) / f"sample_seed{args.seed}.png", "--out")
     labels = None
     if gan.conditional:
@@ -374,7 +464,7 @@ def cmd_interpolate(args):
     from .training import load_run
     _use_backend(args)
     gan, meta = load_run(args.run_dir)
-    _check_label(gan, args.label)
+    args.label = _class_label(gan, meta, args.label)
     if args.dim >= gan.latent_dim:
         raise UsageError(f"--dim: expected a latent dimension in 0..{gan.latent_dim - 1} for this run, got {args.dim}")
     if args.mode == "classes" and not gan.conditional:
@@ -393,12 +483,17 @@ def cmd_evaluate(args):
     progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = metrics.evaluate_run(args.run_dir, n=args.n, seed=args.seed, batch=args.batch, data_dir=args.data_dir,
                                   n_real=args.n_real, progress=progress)
+    from .report import write_report
+    write_report(args.run_dir)      # report.html gains the evaluation numbers
     print(json.dumps(result, indent=2) if args.json else metrics.format_report(result))
     return EXIT_OK
 
 
-def _read_images(path: Path):
-    """Digits to complete from a .npy array or an image file -> (N, 1, H, W) floats in [0, 1]."""
+def _read_images(path: Path, channels: int = 1):
+    """Images to complete from a .npy array or an image file -> (N, C, H, W) floats in [0, 1].
+
+    Grey runs: .npy (H, W), (N, H, W) or (N, 1, H, W), or an image file (colour is averaged).
+    RGB runs: .npy (3, H, W) or (N, 3, H, W) (the library's NCHW), or an image file (alpha dropped)."""
     if not path.is_file():
         raise UsageError(f"--images {path}: " + ("is a folder" if path.is_dir() else "no such file"))
     if path.suffix.lower() == ".npy":
@@ -411,14 +506,22 @@ def _read_images(path: Path):
     else:
         import matplotlib.image as mpimg
         try:
-            raw = mpimg.imread(path)      # PNG -> float in [0, 1]
+            raw = mpimg.imread(path)      # PNG -> float in [0, 1], (H, W) or (H, W, 3|4)
         except Exception as exc:          # a damaged or foreign file can fail in many ways inside the decoder
             raise UsageError(f"--images {path}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
         if raw.ndim == 3:
-            raw = raw[..., :3].mean(axis=-1)
-    if raw.ndim not in (2, 3, 4) or raw.size == 0 or (raw.ndim == 4 and raw.shape[1] != 1):
-        raise UsageError(f"--images {path}: expected (H, W), (N, H, W) or (N, 1, H, W) digits, got shape {raw.shape}")
-    raw = raw.reshape((-1, 1) + raw.shape[-2:])
+            raw = raw[..., :3].mean(axis=-1) if channels == 1 else raw[..., :3].transpose(2, 0, 1)
+        elif channels == 3:
+            raw = np.stack([raw] * 3)
+    if channels == 1:
+        ok = raw.ndim in (2, 3) or (raw.ndim == 4 and raw.shape[1] == 1)
+        want = "(H, W), (N, H, W) or (N, 1, H, W)"
+    else:
+        ok = (raw.ndim == 3 and raw.shape[0] == 3) or (raw.ndim == 4 and raw.shape[1] == 3)
+        want = "(3, H, W) or (N, 3, H, W)"
+    if not ok or raw.size == 0:
+        raise UsageError(f"--images {path}: expected {want} images for this run, got shape {raw.shape}")
+    raw = raw.reshape((-1, channels) + raw.shape[-2:])
     unit = raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw.astype(np.float32)
     if not np.isfinite(unit).all():
         raise UsageError(f"--images {path}: holds NaN or inf values")
@@ -435,9 +538,12 @@ def cmd_inpaint(args):
     out = _output_file(args.out or Path(args.run_dir) / f"inpaint_{Path(str(args.mask)).stem}.png", "--out")
     labels = None
     if args.images:                       # your own digits: .npy (N, 28, 28) or (N, 1, 28, 28), or one PNG
-        unit = _read_images(Path(args.images))
+        unit = _read_images(Path(args.images), gan.image_shape[0])
         images = unit * 2.0 - 1.0 if gan.output == "tanh" else unit
         source = str(args.images)
+    elif tuple(gan.image_shape) != (1, 28, 28):
+        raise UsageError(f"this run's images are {'x'.join(map(str, gan.image_shape))}: give the images to "
+                         "complete with --images (the MNIST test set only fits 1x28x28 runs)")
     else:                                 # held-out digits: the MNIST test set, never trained on
         try:
             ds = data.load_dataset("mnist", split="test", data_dir=args.data_dir, progress=False)
@@ -454,10 +560,12 @@ def cmd_inpaint(args):
     res = inpaint.inpaint(gan, images, mask, steps=args.steps, lr=args.lr, lam=args.lam, restarts=args.restarts,
                           perceptual=args.perceptual, weighted=not args.unweighted, labels=labels, seed=args.seed)
     completed = backend.to_numpy(res.completed)
-    train = data.load_dataset("mnist-bundled").as_float(scale=gan.output)
     unit = 0.5 if gan.output == "tanh" else 1.0            # errors in [0, 1] pixel units
     err = inpaint.completion_error(completed, images, mask) * unit
-    base = inpaint.completion_error(inpaint.mean_image_fill(train, images, mask), images, mask) * unit
+    base = None
+    if tuple(gan.image_shape) == (1, 28, 28):               # the baseline: fill with the mean training digit
+        train = data.load_dataset("mnist-bundled").as_float(scale=gan.output)
+        base = inpaint.completion_error(inpaint.mean_image_fill(train, images, mask), images, mask) * unit
     masked = inpaint.masked_images(images, mask, fill=-1.0 if gan.output == "tanh" else 0.0)
     per_row = 4                                             # digits per row: original | masked | completed
     grid = np.stack([images, masked, completed], axis=1).reshape((-1,) + images.shape[1:])
@@ -470,8 +578,11 @@ def cmd_inpaint(args):
         atomic_write_bytes(out.with_suffix(".npy"), buf.getvalue())
     print(f"wrote {out} ({len(images)} images from {source}; original | masked | completed; "
           f"{1 - float(mask.mean()):.0%} of the pixels missing)")
-    print(f"mean |error| on the missing pixels: GAN {err:.4f}, mean-image fill {base:.4f} "
-          f"(ratio {err / max(base, 1e-12):.2f})")
+    if base is None:
+        print(f"mean |error| on the missing pixels: GAN {err:.4f}")
+    else:
+        print(f"mean |error| on the missing pixels: GAN {err:.4f}, mean-image fill {base:.4f} "
+              f"(ratio {err / max(base, 1e-12):.2f})")
     if res.labels is not None:
         print("labels used: " + " ".join(str(int(v)) for v in backend.to_numpy(res.labels)))
     return EXIT_OK
@@ -517,7 +628,14 @@ def build_parser():
     t = sub.add_parser("train", help="train a GAN and write a run folder")
     t.add_argument("--model", choices=["mlp", "cgan", "dcgan"], default=None, help=f"(default: {d['model']})")
     t.add_argument("--dataset", default=None, type=_path,
-                   help=f"mnist, mnist-bundled, fashion-mnist, emnist-letters (default: {d['dataset']})")
+                   help=f"mnist, mnist-bundled, fashion-mnist, emnist-letters, or folder:PATH, a folder of your own "
+                        f"PNG/JPEG/.npy images, one subfolder per class for labels (default: {d['dataset']})")
+    t.add_argument("--channels", type=int, choices=[1, 3], default=None,
+                   help="folder:PATH: grey (1) or RGB (3) (default: 3)")
+    t.add_argument("--image-size", type=int, choices=[28, 32, 64], default=None,
+                   help="folder:PATH: images are centre-cropped and resized to this (default: 32)")
+    t.add_argument("--skip-bad", action="store_true",
+                   help="folder:PATH: skip unreadable files (counted) instead of refusing the folder")
     t.add_argument("--data-dir", default=None, type=_path,
                    help="folder holding the data set's IDX files (default: $SCRATCHGAN_DATA, the cache, "
                         "then the bundled sample)")
@@ -588,7 +706,8 @@ def build_parser():
     s = sub.add_parser("sample", help="a grid of new samples from a trained run")
     s.add_argument("run_dir", type=_path)
     s.add_argument("--n", type=_integer(1, 10000), default=64, help="samples (default: 64)")
-    s.add_argument("--label", type=int, default=None, help="cgan: the class to draw (default: every class)")
+    s.add_argument("--label", type=_path, default=None,
+                   help="cgan: the class to draw, by index or name, e.g. 7 or A (default: every class)")
     s.add_argument("--seed", type=_integer(0, 2**32 - 1), default=1, help="(default: 1)")
     s.add_argument("--out", default=None, type=_path, help="PNG to write (default: RUN/sample_seedSEED.png)")
     _add_backend(s)
@@ -601,8 +720,8 @@ def build_parser():
     i.add_argument("--steps", type=_integer(2, 100), default=10, help="images per row (default: 10)")
     i.add_argument("--rows", type=_integer(1, 100), default=8, help="(default: 8)")
     i.add_argument("--dim", type=_integer(0), default=0, help="sweep: the latent dimension to vary (default: 0)")
-    i.add_argument("--label", type=int, default=None,
-                   help="cgan: the class for linear/slerp/sweep (default: a different class per row)")
+    i.add_argument("--label", type=_path, default=None,
+                   help="cgan: the class for linear/slerp/sweep, by index or name (default: a different class per row)")
     i.add_argument("--seed", type=_integer(0, 2**32 - 1), default=1, help="(default: 1)")
     i.add_argument("--out", default=None, type=_path, help="PNG to write (default: RUN/interpolate_MODE.png)")
     _add_backend(i)
@@ -646,6 +765,8 @@ def build_parser():
                    help="(default: mlp,dcgan)")
     b.add_argument("--batch-sizes", type=_int_list(1, 4096, 16), default=[16, 64, 256], help="(default: 16,64,256)")
     b.add_argument("--repeats", type=_integer(1, 1000), default=5, help="timed iterations per row (default: 5)")
+    b.add_argument("--image-shapes", type=_image_shapes, default=None,
+                   help="comma-separated CxHxW, e.g. 1x28x28,3x32x32,3x64x64 (default: 1x28x28)")
     b.add_argument("--layers", action="store_true", help="per-layer forward/backward times (DCGAN sizes)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_backend(b)

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import backend
 
-__all__ = ["to_unit_range", "make_grid", "save_grid", "plot_losses"]
+__all__ = ["to_unit_range", "make_grid", "grid_png", "save_grid", "plot_losses"]
 
 
 def to_unit_range(images, output: str):
@@ -19,33 +19,70 @@ def to_unit_range(images, output: str):
     return np.clip(images, 0.0, 1.0)
 
 
+def _check_images(images, fn):
+    shape = tuple(np.shape(images))
+    if len(shape) != 4 or shape[1] not in (1, 3):
+        raise ValueError(f"{fn}: expected images of shape (N, C, H, W) with C = 1 (grey) or 3 (RGB), "
+                         f"got shape {shape}")
+
+
+def _check_count(value, name, fn, minimum):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < minimum:
+        raise ValueError(f"{fn}: {name} must be an integer >= {minimum}, got {value!r}")
+
+
 def make_grid(images, nrow: int, pad: int = 2) -> np.ndarray:
-    """(N, 1, H, W) in [0, 1] -> one (rows*(H+pad)+pad, nrow*(W+pad)+pad) image."""
+    """(N, C, H, W) in [0, 1] -> one image of ``nrow`` images per row, ``pad`` grey (0.5) pixels
+    between and around them: (rows*(H+pad)+pad, nrow*(W+pad)+pad) for C = 1 (grey), the same
+    with a last axis of 3 for C = 3 (RGB, channels last as image files hold them)."""
+    _check_images(images, "make_grid")
+    _check_count(nrow, "nrow", "make_grid", 1)
+    _check_count(pad, "pad", "make_grid", 0)
     images = np.asarray(images)
-    n, _, h, w = images.shape
+    n, c, h, w = images.shape
     ncol = nrow
     nrows = -(-n // ncol)
-    canvas = np.ones((nrows * ncol, h + pad, w + pad), np.float32) * 0.5
-    canvas[:n, :h, :w] = images[:, 0]
-    grid = canvas.reshape(nrows, ncol, h + pad, w + pad).transpose(0, 2, 1, 3).reshape(nrows * (h + pad), ncol * (w + pad))
-    return np.pad(grid, ((pad, 0), (pad, 0)), constant_values=0.5)
+    canvas = np.ones((nrows * ncol, h + pad, w + pad, c), np.float32) * 0.5
+    canvas[:n, :h, :w] = images.transpose(0, 2, 3, 1)
+    grid = canvas.reshape(nrows, ncol, h + pad, w + pad, c).transpose(0, 2, 1, 3, 4).reshape(
+        nrows * (h + pad), ncol * (w + pad), c)
+    grid = np.pad(grid, ((pad, 0), (pad, 0), (0, 0)), constant_values=0.5)
+    return grid[..., 0] if c == 1 else grid
 
 
-def save_grid(images, path, nrow: int, output: str = "tanh", scale: int = 2) -> Path:
-    """Save generator images as a grayscale PNG grid (atomic write)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from .atomic import atomic_write_bytes
+def grid_png(images, nrow: int, output: str = "tanh", scale: int = 2) -> bytes:
+    """The PNG file's bytes of ``save_grid``: grey images as matplotlib's grey colour map
+    writes them, RGB images as an 8-bit RGB PNG."""
     import io
+    _check_images(images, "save_grid")
+    _check_count(scale, "scale", "save_grid", 1)
+    if len(images) == 0:
+        raise ValueError("save_grid: no images to draw (got an empty batch)")
     grid = make_grid(to_unit_range(images, output), nrow)
     if scale > 1:
         grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     buf = io.BytesIO()
-    plt.imsave(buf, grid, cmap="gray", vmin=0.0, vmax=1.0, format="png")
+    if grid.ndim == 2:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        plt.imsave(buf, grid, cmap="gray", vmin=0.0, vmax=1.0, format="png")
+    else:
+        from PIL import Image
+        Image.fromarray(np.floor(grid * 255.0 + 0.5).astype(np.uint8), "RGB").save(buf, format="png")
+    return buf.getvalue()
+
+
+def save_grid(images, path, nrow: int, output: str = "tanh", scale: int = 2) -> Path:
+    """Save generator images (N, C, H, W), C = 1 or 3, as a PNG grid (atomic write): grey or RGB.
+
+    ``output``: the generator's output activation ("tanh": pixels in [-1, 1], "sigmoid": [0, 1]);
+    each pixel becomes ``scale`` x ``scale`` pixels of the file."""
+    from .atomic import atomic_write_bytes
+    data = grid_png(images, nrow, output, scale)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, data)
     return path
 
 

@@ -1,10 +1,13 @@
 """Image completion with a trained GAN (semantic inpainting, Yeh et al. 2017).
 
-Given images x in the generator's pixel range and a binary mask M of the KNOWN pixels
-(1 = known, 0 = missing), search the latent space for the code whose image agrees with
+Given images x (N, C, H, W) in the generator's pixel range, grey (C = 1) or RGB (C = 3),
+and a binary (H, W) mask M of the KNOWN pixels (1 = known, 0 = missing; the same for every
+channel), search the latent space for the code whose image agrees with
 the known pixels and that D finds realistic:
 
     L(z) = || W * M * (G(z) - x) ||_1  +  lam * perceptual(D(G(z)))              (per image)
+
+    (the L1 norm sums over every channel of every pixel)
 
     W            the paper's importance weights: for a known pixel, the fraction of
                  MISSING pixels in the 7x7 window around it (counting only pixels inside
@@ -26,8 +29,8 @@ in eval mode (BatchNorm running statistics, no Dropout) and their weights never 
 Blending is the plain overlay  completed = M * x + (1 - M) * G(z)  (no Poisson blending):
 known pixels are copied exactly.
 
-    mask = make_mask("center")                        # (28, 28) float32, 1 = known
-    res = inpaint(gan, images, mask, steps=500)       # images: (N, 1, 28, 28)
+    mask = make_mask("center", shape=gan.image_shape) # (H, W) float32, 1 = known
+    res = inpaint(gan, images, mask, steps=500)       # images: (N, *gan.image_shape)
     completion_error(res.completed, images, mask)     # mean |error| on the missing pixels
     completion_error(mean_image_fill(train, images, mask), images, mask)   # the baseline
 """
@@ -64,11 +67,17 @@ def make_mask(kind, shape=(28, 28), rng=None, seed=0, fraction=None) -> np.ndarr
           a path to a .npy file (values: 1/True = known, 0 = missing) or to an image file
                   (PNG, ...: white = known, black = missing, thresholded at half intensity);
           an array, validated and returned as a mask.
-    ``shape`` is (H, W); a loaded or given mask must have exactly that shape.
+    ``shape`` is (H, W), or an image shape (C, H, W) such as ``gan.image_shape`` (the mask is
+    (H, W) and covers every channel); a loaded or given mask must have exactly (H, W).
     """
-    shape = tuple(int(s) for s in shape)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"make_mask: shape must be (H, W) or (C, H, W) with positive sizes, got {shape!r}") from None
+    if len(shape) == 3:
+        shape = shape[1:]
     if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"make_mask: shape must be (H, W) with positive sizes, got {shape}")
+        raise ValueError(f"make_mask: shape must be (H, W) or (C, H, W) with positive sizes, got {shape}")
     h, w = shape
     if not isinstance(kind, (str, Path)):
         return _check_mask_array(backend.to_numpy(kind), shape, "make_mask: the given mask")
@@ -202,10 +211,11 @@ def _eval_mode(gan):
 def inpaint_loss_and_grad(gan, z, images, weights, labels=None, lam=0.1, perceptual="nonsaturating"):
     """Per-image loss L(z) (n,), its gradient dL/dz (n, latent_dim) and G(z).
 
-    ``images`` (n, 1, H, W) are the targets, ``weights`` = W * M broadcastable to them (0 on
-    missing pixels), ``labels`` (n,) for a conditional model. Each z_i affects only L_i
-    (eval mode: no batch statistics), so dL/dz is also the gradient of sum(L). Runs G and D
-    as they are: call it inside eval mode (``inpaint`` does). Adds to G's and D's .grads.
+    ``images`` (n, C, H, W) are the targets, ``weights`` = W * M broadcastable to them, e.g.
+    (n, 1, H, W) for every channel (0 on missing pixels), ``labels`` (n,) for a conditional
+    model. Each z_i affects only L_i (eval mode: no batch statistics), so dL/dz is also the
+    gradient of sum(L). Runs G and D as they are: call it inside eval mode (``inpaint`` does).
+    Adds to G's and D's .grads.
     """
     if perceptual not in PERCEPTUAL:
         raise ValueError(f"perceptual must be one of {PERCEPTUAL}, got {perceptual!r}")
@@ -236,8 +246,8 @@ def inpaint_loss_and_grad(gan, z, images, weights, labels=None, lam=0.1, percept
 class InpaintResult:
     """What ``inpaint`` found, on the model's backend (numpy or cupy arrays).
 
-    completed (N, 1, H, W)   M * x + (1 - M) * G(z): the known pixels exactly, G's elsewhere
-    generated (N, 1, H, W)   G(z) of the kept restart
+    completed (N, C, H, W)   M * x + (1 - M) * G(z): the known pixels exactly, G's elsewhere
+    generated (N, C, H, W)   G(z) of the kept restart
     z (N, latent_dim)        the kept code per image
     losses (steps + 1, N)    L of the kept restart at every step (row 0: the initial z; the
                              last row: the final z, by which the restart was chosen)
@@ -289,8 +299,10 @@ def inpaint(gan, images, mask, steps=500, lr=0.03, lam=0.1, restarts=8, perceptu
             weighted=True, labels=None, seed=0, clip="auto", betas=(0.9, 0.999), eps=1e-8) -> InpaintResult:
     """Complete the missing pixels (mask == 0) of ``images`` with the generator of ``gan``.
 
-    images   (N, 1, H, W) floats in the generator's pixel range ([-1, 1] tanh, [0, 1] sigmoid)
-    mask     known pixels = 1: (H, W) for all images or (N, 1, H, W) per image (see make_mask)
+    images   (N, C, H, W) floats in the generator's pixel range ([-1, 1] tanh, [0, 1] sigmoid),
+             (C, H, W) = gan.image_shape (grey or RGB)
+    mask     known pixels = 1: (H, W) for all images or (N, 1, H, W) per image (see make_mask),
+             the same for every channel; H and W those of gan.image_shape
     steps, lr, betas, eps   Adam on z; lam the weight of the perceptual (D) term
     restarts random initial codes per image, all optimised together; the lowest final L wins
     perceptual "nonsaturating" (-log D(G(z))) or "minimax" (log(1 - D(G(z))), the paper's)
@@ -376,10 +388,11 @@ def completion_error(completed, original, mask, per_image=False):
     """Mean absolute error over the MISSING pixels only (mask == 0), in the images' units.
 
     Pooled over all missing pixels of all images (a float), or one value per image
-    (per_image=True, a host array). Images: (N, 1, H, W), the same shape.
+    (per_image=True, a host array); every channel of a missing pixel counts. Images: (N, C, H, W),
+    the same shape; mask (H, W) or (N, 1, H, W).
     """
     if tuple(completed.shape) != tuple(original.shape) or len(completed.shape) != 4:
-        raise ValueError(f"completion_error: expected two (N, 1, H, W) arrays of one shape, got "
+        raise ValueError(f"completion_error: expected two (N, C, H, W) arrays of one shape, got "
                          f"{tuple(completed.shape)} and {tuple(original.shape)}")
     c = backend.to_numpy(completed).astype(np.float64)
     o = backend.to_numpy(original).astype(np.float64)
@@ -396,7 +409,7 @@ def mean_image_fill(train_images, images, mask):
     """The baseline: missing pixels of ``images`` replaced by the mean training image."""
     if len(train_images.shape) != 4 or tuple(train_images.shape[1:]) != tuple(images.shape[1:]):
         raise ValueError(f"mean_image_fill: train images {tuple(train_images.shape)} and images "
-                         f"{tuple(images.shape)} must both be (N, 1, H, W) of one image size")
+                         f"{tuple(images.shape)} must both be (N, C, H, W) of one image shape")
     xp = backend.array_module(images)
     mean = _on(xp, backend.to_numpy(train_images).astype(np.float64).mean(axis=0, keepdims=True), images.dtype)
     m = _on(xp, _mask_nchw(mask, len(images), images.shape[2:]), images.dtype)

@@ -13,7 +13,7 @@ Images (functions calling G):    walk (any mode, as a grid's rows), between (two
 PNG grids:                       save_walk (one row per walk; what `scratchgan interpolate` writes)
 
     z = latent.slerp(z0, z1, np.linspace(0, 1, 8))            # (8, d)
-    images, z, labels = latent.walk(gan, "sweep", dim=3)       # (rows*steps, 1, 28, 28)
+    images, z, labels = latent.walk(gan, "sweep", dim=3)       # (rows*steps, *gan.image_shape)
     latent.save_walk(gan, "classes.png", mode="classes")       # cgan: one z per row, labels 0..9 across
 """
 from __future__ import annotations
@@ -149,7 +149,8 @@ def render(gan, z, labels=None):
 
 
 def walk(gan, mode="slerp", steps=10, rows=8, seed=1, dim=0, label=None, span=2.5):
-    """Images of a walk: returns (images (rows*steps, 1, H, W), z (rows*steps, d), labels or None).
+    """Images of a walk: returns (images (rows*steps, C, H, W), z (rows*steps, d), labels or None),
+    (C, H, W) = gan.image_shape.
 
     mode "slerp" / "linear": between pairs of random codes; "sweep": dimension ``dim``;
     "classes" (conditional models): one z per row, every label across (steps = num_classes).
@@ -169,7 +170,7 @@ def walk(gan, mode="slerp", steps=10, rows=8, seed=1, dim=0, label=None, span=2.
 
 
 def between(gan, z0, z1, steps=10, mode="slerp", label=None):
-    """Images along the walk from the given code z0 to z1 (both included): (steps, 1, H, W)."""
+    """Images along the walk from the given code z0 to z1 (both included): (steps, C, H, W)."""
     if mode not in ("slerp", "linear", "lerp"):
         raise ValueError(f"between: mode must be 'slerp' or 'linear', got {mode!r}")
     _check_counts("between", steps=steps)
@@ -181,7 +182,8 @@ def between(gan, z0, z1, steps=10, mode="slerp", label=None):
 
 
 def save_walk(gan, path, mode="slerp", steps=10, rows=8, seed=1, dim=0, label=None):
-    """Render a walk (see ``walk``) as a PNG grid, one row per walk; returns the path.
+    """Render a walk (see ``walk``) as a PNG grid (grey or RGB, as the model's images), one row
+    per walk; returns the path.
 
     The grid has ``rows`` rows of ``steps`` images (num_classes images for mode "classes").
     """

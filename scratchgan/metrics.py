@@ -28,7 +28,8 @@ from . import backend
 
 __all__ = ["gaussian_stats", "frechet_distance", "fid", "classifier_score", "class_histogram",
            "label_accuracy", "pairwise_sq_distances", "kth_nn_radii", "precision_recall_knn",
-           "nearest_neighbour_distances", "real_reference", "evaluate_run", "format_report", "EvaluationDataMissing"]
+           "nearest_neighbour_distances", "real_reference", "check_judgeable", "evaluate_run", "format_report",
+           "EvaluationDataMissing"]
 
 
 # --------------------------------------------------------------------------- Frechet distance
@@ -351,6 +352,17 @@ def real_reference(dataset: str = "mnist", data_dir=None, judge=None, batch: int
     return real
 
 
+def check_judgeable(gan, run_dir=None):
+    """ValueError unless the model's images are 1x28x28, the only shape the shipped judges
+    (MNIST and Fashion-MNIST classifiers) can score; raised before any work is done."""
+    shape = tuple(int(d) for d in gan.image_shape)
+    if shape != (1, 28, 28):
+        where = f"{run_dir}: " if run_dir is not None else ""
+        raise ValueError(f"{where}this run's images are {'x'.join(map(str, shape))} ({shape[0]} channel"
+                         f"{'s' if shape[0] != 1 else ''}, {shape[1]}x{shape[2]} pixels); the shipped judges are for "
+                         f"1x28x28 MNIST / Fashion-MNIST images only, so evaluate cannot score it")
+
+
 def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_dir=None, judge=None,
                  checkpoint=None, k: int = 3, splits: int = 10, n_real: int | None = None,
                  nn_queries: int = 2000, write: bool = True, progress=None) -> dict:
@@ -370,7 +382,9 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
 
     Writes RUN_DIR/evaluation.json and RUN_DIR/nearest_neighbours.png (each row: a generated
     sample, then its 5 nearest training images in pixel space). Runs on the run's backend
-    (the selected one); statistics are taken on the host in float64.
+    (the selected one); statistics are taken on the host in float64. A run whose images are
+    not 1x28x28 is refused at once with a ValueError (``check_judgeable``): the judges read
+    only those.
     """
     from .judge import load_judge, to_judge_range
     from .training import load_run
@@ -378,6 +392,7 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     gan, meta = load_run(run_dir, checkpoint)
+    check_judgeable(gan, run_dir)
     if write:  # find out now, not after minutes of work, that the results cannot be written
         from .runfolder import check_writable
         check_writable(run_dir, "evaluate")

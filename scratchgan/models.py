@@ -1,14 +1,15 @@
-"""The three MNIST GANs: ``mlp`` (vanilla), ``cgan`` (conditional) and ``dcgan``.
+"""The GANs: ``mlp`` (vanilla), ``cgan`` (conditional) and ``dcgan``, sized by the data.
 
 Each builder returns a :class:`GAN`: the generator G and discriminator D as plain
 ``Sequential`` models plus the few facts the trainer needs (latent size, noise
-distribution, pixel range, classes). G maps noise to (N, 1, 28, 28) images; D maps an
-image (with its one-hot label, for cgan) to one logit per item. Everything is ordinary
-library code a user can call directly:
+distribution, pixel range, classes, image shape). G maps noise to (N, C, H, W) images
+(``image_shape``, (1, 28, 28) by default: MNIST); D maps an image (with its one-hot label,
+for cgan) to one logit per item. Everything is ordinary library code a user can call directly:
 
-    gan = models.dcgan(seed=0)
-    gan.G.summary((100,)); gan.D.summary((1, 28, 28))
-    images = gan.generate(16, seed=1)
+    gan = models.dcgan(seed=0)                                  # 1x28x28, as always
+    rgb = models.dcgan(image_shape=(3, 32, 32), seed=0)         # the DCGAN paper's 4x4 start
+    gan.G.summary((100,)); gan.D.summary(gan.d_input_shape)
+    images = gan.generate(16, seed=1)                           # (16, *gan.image_shape)
 """
 from __future__ import annotations
 
@@ -21,7 +22,18 @@ from .init import make_rng
 from .layers import (BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
                      LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Tanh, Upsample2D, spectral_norm as _sn)
 
-__all__ = ["GAN", "mlp", "cgan", "dcgan", "build", "MODELS"]
+__all__ = ["GAN", "mlp", "cgan", "dcgan", "build", "MODELS", "MNIST_SHAPE", "DCGAN_SIZES", "DCGAN_CHANNELS",
+           "check_image_shape"]
+
+MNIST_SHAPE = (1, 28, 28)
+DCGAN_SIZES = (28, 32, 64)
+# Default channel counts per image size, (G's per stage, D's per stage), chosen for CPU speed.
+# G: the Dense layer's map, then each up stage's output but the last (which has C channels).
+# D: each stride-2 convolution's output.
+DCGAN_CHANNELS = {28: ((256, 128, 64), (64, 128)),
+                  32: ((256, 128, 64), (64, 128, 256)),
+                  64: ((256, 128, 64, 32), (32, 64, 128, 256))}
+MAX_SIDE = 1024   # mlp / cgan: the largest H or W accepted (a checkpoint's shape is untrusted input)
 
 
 @dataclass
@@ -31,7 +43,8 @@ class GAN:
     kind: "mlp" | "cgan" | "dcgan";  noise: "normal" | "uniform" (U[-1, 1]);
     output: "sigmoid" (pixels in [0, 1]) | "tanh" (pixels in [-1, 1]);
     num_classes: 0 for an unconditional model, else the size of the one-hot label
-    joined to z and to the flattened image (cgan).
+    joined to z and to the flattened image (cgan);
+    image_shape: (C, H, W) of G's images and D's input images (C = 1 grey, 3 RGB).
     """
     kind: str
     G: Sequential
@@ -46,6 +59,13 @@ class GAN:
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
+
+    @property
+    def d_input_shape(self) -> tuple:
+        """D's input per item: image_shape, or (C*H*W + num_classes,) for the conditional model."""
+        if self.conditional:
+            return (int(np.prod(self.image_shape)) + self.num_classes,)
+        return tuple(self.image_shape)
 
     # -- inputs ---------------------------------------------------------------------
     def sample_noise(self, n, rng):
@@ -82,7 +102,7 @@ class GAN:
 
     # -- sampling -------------------------------------------------------------------
     def generate(self, n=None, seed=0, labels=None, z=None):
-        """Images from G in eval mode (running BatchNorm statistics). Returns (N, 1, 28, 28)."""
+        """Images from G in eval mode (running BatchNorm statistics). Returns (N, *image_shape)."""
         xp = backend.array_module(*(p for _, p, _ in self.G.named_parameters()))
         if z is None:
             z = self.sample_noise(n, backend.random_generator(xp, seed, 0))
@@ -115,9 +135,51 @@ def _spectral(layers, on: bool):
     return [_sn(m, seed=i) if isinstance(m, (Dense, Conv2D)) else m for i, m in enumerate(layers)]
 
 
-def _extra(spectral_norm):
+def _extra(spectral_norm, image_shape):
     """Builder arguments kept in a checkpoint only when not the default (old checkpoints stay as they were)."""
-    return {"spectral_norm": True} if spectral_norm else {}
+    extra = {"spectral_norm": True} if spectral_norm else {}
+    if image_shape != MNIST_SHAPE:
+        extra["image_shape"] = list(image_shape)
+    return extra
+
+
+def _is_int(v, minimum=1):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= minimum
+
+
+def check_image_shape(image_shape, who="image_shape", sizes=None) -> tuple:
+    """``image_shape`` as a tuple (C, H, W) of ints, or ValueError naming ``who``, what is
+    allowed and what was given: C in {1, 3} (grey or RGB), H and W positive (at most
+    MAX_SIDE); with ``sizes``, square images with H = W in ``sizes`` (dcgan)."""
+    shape = None
+    if isinstance(image_shape, np.ndarray) and image_shape.ndim == 1:
+        image_shape = image_shape.tolist()
+    if isinstance(image_shape, (tuple, list)) and len(image_shape) == 3 and all(_is_int(d) for d in image_shape):
+        shape = tuple(int(d) for d in image_shape)
+    if shape is None:
+        raise ValueError(f"{who}: image_shape must be (C, H, W), three positive integers such as (1, 28, 28) "
+                         f"or (3, 32, 32), got {image_shape!r:.100}")
+    c, h, w = shape
+    if c not in (1, 3):
+        raise ValueError(f"{who}: image_shape {shape} has {c} channels; expected 1 (grey) or 3 (RGB)")
+    if sizes is not None and (h != w or h not in sizes):
+        raise ValueError(f"{who}: image_shape {shape} is {h}x{w} pixels; this model takes square images of "
+                         f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]} pixels (H = W)")
+    if max(h, w) > MAX_SIDE:
+        raise ValueError(f"{who}: image_shape {shape} is {h}x{w} pixels; at most {MAX_SIDE} per side")
+    return shape
+
+
+def _channels(value, n, what, size):
+    """g_channels / d_channels as a tuple of n positive ints, or a ValueError saying what is needed."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    ok = isinstance(value, (tuple, list)) and all(_is_int(c) for c in value)
+    if not ok or len(value) != n:
+        got = f"{len(value)} ({tuple(value)!r:.80})" if isinstance(value, (tuple, list)) else f"{value!r:.80}"
+        raise ValueError(f"dcgan: {what} for {size}x{size} images needs {n} positive channel counts, one per "
+                         f"stage (default {DCGAN_CHANNELS[size][0 if what == 'g_channels' else 1]}), got {got}")
+    return tuple(int(c) for c in value)
 
 
 def _mlp_stack(sizes, act, rng, init, dropout=0.0, seed=0):
@@ -132,57 +194,85 @@ def _mlp_stack(sizes, act, rng, init, dropout=0.0, seed=0):
 
 
 def mlp(latent_dim=100, g_hidden=(256,), d_hidden=(256,), noise="normal", seed=0, init="glorot_uniform",
-        spectral_norm=False):
+        spectral_norm=False, image_shape=MNIST_SHAPE):
     """The vanilla GAN of Goodfellow et al. (2014) as in the tutorials.
 
-    G: z(100) -> Dense 256 -> ReLU -> Dense 784 -> Sigmoid (pixels in [0, 1]);
+    G: z(100) -> Dense 256 -> ReLU -> Dense 784 -> Sigmoid (pixels in [0, 1]) -> (1, 28, 28);
     D: 784 -> Dense 256 -> ReLU -> Dense 1 (a logit). Deeper: g_hidden=(200, 500), d_hidden=(500, 200).
+    image_shape=(C, H, W): 784 becomes C*H*W and G's output is reshaped to (C, H, W).
     """
+    shape = check_image_shape(image_shape, "mlp")
+    n_pix = int(np.prod(shape))
     rng = make_rng(seed)
-    G = Sequential(*_mlp_stack([latent_dim, *g_hidden, 784], ReLU, rng, init), Sigmoid(), Reshape(1, 28, 28))
-    D = Sequential(Flatten(), *_spectral(_mlp_stack([784, *d_hidden, 1], ReLU, rng, init), spectral_norm))
+    G = Sequential(*_mlp_stack([latent_dim, *g_hidden, n_pix], ReLU, rng, init), Sigmoid(), Reshape(*shape))
+    D = Sequential(Flatten(), *_spectral(_mlp_stack([n_pix, *d_hidden, 1], ReLU, rng, init), spectral_norm))
     cfg = dict(latent_dim=latent_dim, g_hidden=list(g_hidden), d_hidden=list(d_hidden), noise=noise,
-               seed=seed, init=init, **_extra(spectral_norm))
-    return GAN("mlp", G, D, latent_dim, noise=noise, output="sigmoid", config=cfg)
+               seed=seed, init=init, **_extra(spectral_norm, shape))
+    return GAN("mlp", G, D, latent_dim, noise=noise, output="sigmoid", image_shape=shape, config=cfg)
 
 
 def cgan(latent_dim=128, num_classes=10, g_hidden=(256, 512), d_hidden=(512, 256), dropout=0.3,
-         noise="normal", seed=0, init="glorot_uniform", spectral_norm=False):
+         noise="normal", seed=0, init="glorot_uniform", spectral_norm=False, image_shape=MNIST_SHAPE):
     """Conditional GAN (Mirza & Osindero 2014): the one-hot label joins z and the image.
 
-    G: [z(128), y(10)] -> 256 -> 512 -> 784 (LeakyReLU 0.2, Tanh out);
+    G: [z(128), y(10)] -> 256 -> 512 -> 784 (LeakyReLU 0.2, Tanh out) -> (1, 28, 28);
     D: [x(784), y(10)] -> 512 -> 256 -> 1 (LeakyReLU 0.2, Dropout 0.3).
+    image_shape=(C, H, W): 784 becomes C*H*W and G's output is reshaped to (C, H, W);
+    num_classes=26 for the EMNIST letters.
     """
+    shape = check_image_shape(image_shape, "cgan")
+    n_pix = int(np.prod(shape))
     rng = make_rng(seed)
 
     def lrelu():
         return LeakyReLU(0.2)
-    G = Sequential(*_mlp_stack([latent_dim + num_classes, *g_hidden, 784], lrelu, rng, init), Tanh(),
-                   Reshape(1, 28, 28))
-    D = Sequential(*_spectral(_mlp_stack([784 + num_classes, *d_hidden, 1], lrelu, rng, init, dropout=dropout,
+    G = Sequential(*_mlp_stack([latent_dim + num_classes, *g_hidden, n_pix], lrelu, rng, init), Tanh(),
+                   Reshape(*shape))
+    D = Sequential(*_spectral(_mlp_stack([n_pix + num_classes, *d_hidden, 1], lrelu, rng, init, dropout=dropout,
                                          seed=seed * 1000 + 1), spectral_norm))
     cfg = dict(latent_dim=latent_dim, num_classes=num_classes, g_hidden=list(g_hidden),
-               d_hidden=list(d_hidden), dropout=dropout, noise=noise, seed=seed, init=init, **_extra(spectral_norm))
-    return GAN("cgan", G, D, latent_dim, noise=noise, output="tanh", num_classes=num_classes, config=cfg)
+               d_hidden=list(d_hidden), dropout=dropout, noise=noise, seed=seed, init=init,
+               **_extra(spectral_norm, shape))
+    return GAN("cgan", G, D, latent_dim, noise=noise, output="tanh", num_classes=num_classes, image_shape=shape,
+               config=cfg)
 
 
-def dcgan(latent_dim=100, g_channels=(256, 128, 64), d_channels=(64, 128), upsample="transposed",
-          dropout=0.3, noise="normal", seed=0, init="dcgan", spectral_norm=False):
-    """DCGAN (Radford et al. 2015) for 28x28 images, as in the TensorFlow tutorial.
+def dcgan(latent_dim=100, g_channels=None, d_channels=None, upsample="transposed",
+          dropout=0.3, noise="normal", seed=0, init="dcgan", spectral_norm=False, image_shape=MNIST_SHAPE):
+    """DCGAN (Radford et al. 2015) for square images of 28, 32 or 64 pixels, grey or RGB.
 
+    28x28 (the default, as in the TensorFlow tutorial):
     G: z -> Dense 7*7*256 -> BatchNorm -> LeakyReLU(0.2) -> (256, 7, 7)
          -> 5x5 stride-1 transposed conv 128 -> BN -> LeakyReLU      (7x7)
          -> 5x5 stride-2 transposed conv 64  -> BN -> LeakyReLU      (14x14)
-         -> 5x5 stride-2 transposed conv 1   -> Tanh                 (28x28)
+         -> 5x5 stride-2 transposed conv C   -> Tanh                 (28x28)
     D: 5x5 stride-2 conv 64 -> LeakyReLU -> Dropout -> 5x5 stride-2 conv 128 -> LeakyReLU
          -> Dropout -> Flatten -> Dense 1 (a logit).
+    32x32 and 64x64 (the DCGAN paper's proportions): G projects z to a 4x4 map and doubles it
+    with 5x5 stride-2 transposed convolutions (padding 2, output_padding 1), BN + LeakyReLU
+    between, Tanh out: 4 -> 8 -> 16 -> 32 (-> 64); D mirrors it with 5x5 stride-2 convolutions
+    (LeakyReLU, Dropout) down to 4x4, then Flatten -> Dense 1.
+
+    image_shape: (C, H, W) with C in {1, 3} and H = W in {28, 32, 64}.
+    g_channels: G's channel count per stage (the Dense layer's map, then each up stage's output
+      but the last, which has C): 3 counts for 28 and 32, 4 for 64.
+    d_channels: each D convolution's output channels: 2 for 28, 3 for 32, 4 for 64.
+      Defaults per size: DCGAN_CHANNELS (28: (256, 128, 64) / (64, 128); 32: (256, 128, 64) /
+      (64, 128, 256); 64: (256, 128, 64, 32) / (32, 64, 128, 256)).
     upsample="nearest" replaces each stride-2 transposed conv by Upsample2D(2) + 5x5 conv.
     spectral_norm=True wraps D's Conv2D and Dense layers in SpectralNorm (for the hinge loss, SNGAN).
     """
     if upsample not in ("transposed", "nearest"):
         raise ValueError(f"dcgan: upsample must be 'transposed' or 'nearest', got {upsample!r}")
+    shape = check_image_shape(image_shape, "dcgan", sizes=DCGAN_SIZES)
+    channels, size = shape[0], shape[1]
+    g_default, d_default = DCGAN_CHANNELS[size]
+    # G's up stages: 7 -> 7 -> 14 -> 28 for 28; 4 -> 8 -> ... -> size for 32 and 64
+    start, strides = (7, (1, 2, 2)) if size == 28 else (4, (2,) * {32: 3, 64: 4}[size])
+    g_ch = _channels(g_default if g_channels is None else g_channels, len(strides), "g_channels", size)
+    d_ch = _channels(d_default if d_channels is None else d_channels, len(strides) - (size == 28), "d_channels",
+                     size)
     rng = make_rng(seed)
-    c0, c1, c2 = g_channels
 
     def up(cin, cout, stride, bias):
         if stride == 1:
@@ -191,22 +281,25 @@ def dcgan(latent_dim=100, g_channels=(256, 128, 64), d_channels=(64, 128), upsam
             return [Upsample2D(2), Conv2D(cin, cout, 5, stride=1, padding=2, bias=bias, init=init, rng=rng)]
         return [ConvTranspose2D(cin, cout, 5, stride=2, padding=2, output_padding=1, bias=bias, init=init, rng=rng)]
 
-    G = Sequential(
-        Dense(latent_dim, 7 * 7 * c0, bias=False, init=init, rng=rng), BatchNorm1d(7 * 7 * c0), LeakyReLU(0.2),
-        Reshape(c0, 7, 7),
-        *up(c0, c1, 1, False), BatchNorm2d(c1), LeakyReLU(0.2),
-        *up(c1, c2, 2, False), BatchNorm2d(c2), LeakyReLU(0.2),
-        *up(c2, 1, 2, True), Tanh(),
-    )
-    d0, d1 = d_channels
-    D = Sequential(*_spectral([
-        Conv2D(1, d0, 5, stride=2, padding=2, init=init, rng=rng), LeakyReLU(0.2), Dropout(dropout, seed=seed * 1000 + 1),
-        Conv2D(d0, d1, 5, stride=2, padding=2, init=init, rng=rng), LeakyReLU(0.2), Dropout(dropout, seed=seed * 1000 + 2),
-        Flatten(), Dense(d1 * 7 * 7, 1, init=init, rng=rng),
-    ], spectral_norm))
-    cfg = dict(latent_dim=latent_dim, g_channels=list(g_channels), d_channels=list(d_channels),
-               upsample=upsample, dropout=dropout, noise=noise, seed=seed, init=init, **_extra(spectral_norm))
-    return GAN("dcgan", G, D, latent_dim, noise=noise, output="tanh", config=cfg)
+    c0 = g_ch[0]
+    g_layers = [Dense(latent_dim, start * start * c0, bias=False, init=init, rng=rng),
+                BatchNorm1d(start * start * c0), LeakyReLU(0.2), Reshape(c0, start, start)]
+    for i, stride in enumerate(strides):
+        last = i == len(strides) - 1
+        cout = channels if last else g_ch[i + 1]
+        g_layers += up(g_ch[i], cout, stride, last)
+        g_layers += [Tanh()] if last else [BatchNorm2d(cout), LeakyReLU(0.2)]
+    G = Sequential(*g_layers)
+    d_layers, cin = [], channels
+    for i, cout in enumerate(d_ch):
+        d_layers += [Conv2D(cin, cout, 5, stride=2, padding=2, init=init, rng=rng), LeakyReLU(0.2),
+                     Dropout(dropout, seed=seed * 1000 + i + 1)]
+        cin = cout
+    end = 7 if size == 28 else 4     # D's last map: 28 -> 14 -> 7;  32 -> ... -> 4;  64 -> ... -> 4
+    D = Sequential(*_spectral([*d_layers, Flatten(), Dense(cin * end * end, 1, init=init, rng=rng)], spectral_norm))
+    cfg = dict(latent_dim=latent_dim, g_channels=list(g_ch), d_channels=list(d_ch),
+               upsample=upsample, dropout=dropout, noise=noise, seed=seed, init=init, **_extra(spectral_norm, shape))
+    return GAN("dcgan", G, D, latent_dim, noise=noise, output="tanh", image_shape=shape, config=cfg)
 
 
 MODELS = {"mlp": mlp, "cgan": cgan, "dcgan": dcgan}

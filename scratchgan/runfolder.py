@@ -2,7 +2,8 @@
 
     runs/dcgan/
         config.json  metrics.csv  samples.png  losses.png          (train)
-        samples/step_0000500.png ...                                (train, per interval)
+        monitor.png  progress.gif  report.html                     (train, per interval)
+        samples/step_0000500.png  monitor/step_0000500.png ...      (train, per interval)
         checkpoints/step_0001000.json  step_0001000-<sha>.npz ...  (train)
         evaluation.json  nearest_neighbours.png                    (evaluate)
         sample_seed1.png  interpolate_slerp.png  inpaint_*.png     (sample, interpolate, inpaint)
@@ -12,7 +13,7 @@ A folder of a user's may hold other things (notes, data, another program's outpu
 it emptied), and says which other files it left; ``remove_leftovers`` removes only the
 temporary files of an interrupted atomic write and checkpoint arrays that no checkpoint
 names. Symbolic links are removed as links, never followed to delete what they point to, and
-a run's samples/ and checkpoints/ must be real folders (``check_subfolders``).
+a run's samples/, monitor/ and checkpoints/ must be real folders (``check_subfolders``).
 """
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ _STEP = r"step_\d{7,}"
 RUN_FILES = [re.compile(p) for p in (
     r"config\.json", r"metrics\.csv", r"samples\.png", r"losses\.png",
     rf"samples/{_STEP}\.png",
+    r"monitor\.png", rf"monitor/{_STEP}\.png", r"progress\.gif", r"report\.html",
     rf"checkpoints/{_STEP}\.json", rf"checkpoints/{_STEP}-[0-9a-f]{{12}}\.npz",
     r"evaluation\.json", r"nearest_neighbours\.png",
     r"sample_seed-?\d+\.png", r"interpolate_(linear|slerp|sweep|classes)\.png", r"inpaint_[\w.-]+\.(png|npy)",
 )]
-_RUN_SUBFOLDERS = ("samples", "checkpoints")
+_RUN_SUBFOLDERS = ("samples", "monitor", "checkpoints")
 
 
 class RunFolderError(ValueError):
@@ -74,8 +76,8 @@ def _scandir(folder: Path):
 
 
 def run_files(folder) -> tuple[list, list]:
-    """(files scratchgan wrote, other files) directly in ``folder`` and its samples/ and
-    checkpoints/ folders. Other folders are left alone and not listed."""
+    """(files scratchgan wrote, other files) directly in ``folder`` and its samples/, monitor/
+    and checkpoints/ folders. Other folders are left alone and not listed."""
     ours, foreign = [], []
     for rel, path in _walk(Path(folder)):
         (ours if is_run_file(rel) else foreign).append(path)
@@ -84,7 +86,7 @@ def run_files(folder) -> tuple[list, list]:
 
 def clear_run(folder) -> list:
     """Delete the files a run wrote in ``folder`` (``--overwrite``); returns the other files,
-    which are kept. samples/ and checkpoints/ are removed when that leaves them empty."""
+    which are kept. samples/, monitor/ and checkpoints/ are removed when that leaves them empty."""
     folder = Path(folder)
     ours, foreign = run_files(folder)
     # checkpoints' .json first, so that a crash half-way never leaves one naming missing arrays
@@ -120,7 +122,7 @@ def remove_leftovers(folder) -> list:
 
 
 def check_subfolders(folder) -> None:
-    """RunFolderError unless samples/ and checkpoints/ are absent or real folders. A link there
+    """RunFolderError unless samples/, monitor/ and checkpoints/ are absent or real folders. A link there
     (in a run folder someone shared) would send the run's writes and pruning to another place."""
     for name in _RUN_SUBFOLDERS:
         path = Path(folder) / name
@@ -132,17 +134,22 @@ def check_subfolders(folder) -> None:
 
 
 def check_writable(folder, what: str) -> Path:
-    """Make ``folder`` (and its parents) if needed and prove that a file can be written there,
-    before any long work; RunFolderError naming ``what`` (e.g. "--out runs/x") otherwise."""
+    """Prove, before any long work, that files can be written in ``folder``: in it when it exists,
+    else in its nearest existing parent (in which it will be made). Nothing is created, so a
+    command refused later leaves no empty folder behind. RunFolderError naming ``what`` (e.g.
+    "--out runs/x") otherwise."""
     folder = Path(folder)
+    probe = folder
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        while not probe.exists() and probe != probe.parent and not probe.is_symlink():
+            probe = probe.parent
+        if not probe.is_dir():
+            where = "exists and is not a folder" if probe == folder else "lies under a file, not a folder"
+            raise RunFolderError(f"{what}: {folder} {where}")
+        with tempfile.TemporaryFile(dir=probe):
             pass
-    except FileExistsError:
-        raise RunFolderError(f"{what}: {folder} exists and is not a folder") from None
-    except NotADirectoryError:
-        raise RunFolderError(f"{what}: {folder} lies under a file, not a folder") from None
+    except RunFolderError:
+        raise
     except OSError as exc:
-        raise RunFolderError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
+        raise RunFolderError(f"{what}: cannot write in {probe} ({exc.strerror or exc})") from None
     return folder

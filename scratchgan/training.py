@@ -33,12 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend, losses
+from . import backend, losses, report
 from .checkpoint import (CheckpointError, arrays_path, latest_checkpoint, list_checkpoints, load_checkpoint,
                          read_meta, remove_checkpoint, save_checkpoint)
 from .atomic import atomic_write_bytes
 from .images import plot_losses, save_grid
-from .layers.activations import sigmoid
 from .models import GAN, MODELS, build
 from .optim import Adam, RMSprop
 from .runfolder import RunFolderError, check_subfolders, remove_leftovers
@@ -168,11 +167,15 @@ class Trainer:
     ``images`` are host arrays already scaled to the generator's output range.
     """
 
-    def __init__(self, gan: GAN, images, labels, config: TrainConfig, run_dir=None, quiet=False, data_note=""):
+    def __init__(self, gan: GAN, images, labels, config: TrainConfig, run_dir=None, quiet=False, data_note="",
+                 class_names=None, monitor_size: int = report.MONITOR_SIZE):
         config.validate()
         self.gan, self.config, self.quiet = gan, config, quiet
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.xp = backend.xp()
+        if tuple(np.shape(images)[1:]) != tuple(gan.image_shape):
+            raise ValueError(f"Trainer: the images are {'x'.join(map(str, np.shape(images)[1:]))} but the model "
+                             f"takes {'x'.join(map(str, gan.image_shape))}")
         self.images = backend.asarray(images, dtype=gan.G.dtype)
         self.n = len(images)
         labels = np.zeros(self.n, np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
@@ -217,6 +220,7 @@ class Trainer:
             self.grid_nrow = int(math.ceil(math.sqrt(config.n_samples)))
         n_fixed = len(self.fixed_labels) if gan.conditional else config.n_samples
         self.fixed_z = gan.sample_noise(n_fixed, fixed_rng)
+        self._init_monitor(labels, class_names, monitor_size)
 
     def _optimizer(self, net):
         cfg = self.config
@@ -340,13 +344,13 @@ class Trainer:
                     bar.update(1)
                 if self.run_dir is not None:
                     if self.step % cfg.sample_every == 0:
-                        self.save_samples()
+                        self.on_interval(live=self.step < total and not self._stop_requested)
                     if save_now:
                         self.save()
             if self.run_dir is not None:
                 # Unless the loop's last iteration already wrote them:
                 if self.step % cfg.sample_every != 0:
-                    self.save_samples()
+                    self.on_interval()
                 if self.step != self._saved_step:
                     self.save()
         finally:
@@ -467,14 +471,58 @@ class Trainer:
                 w.writeheader()
             w.writerow(row)
 
-    def save_samples(self):
+    def _init_monitor(self, labels, class_names, monitor_size):
+        """The monitor grid's fixed batches (report.monitor_grid): ``monitor_size`` real images
+        drawn once from the data with the run's seed (so a resumed run shows the same ones) and
+        as many of the fixed noise vectors (a conditional model's taken class by class in turn:
+        0, 1, ..., 9, 0, 1, ...)."""
+        if isinstance(monitor_size, bool) or not isinstance(monitor_size, int) or monitor_size < 1:
+            raise ValueError(f"Trainer: monitor_size must be an integer >= 1, got {monitor_size!r}")
+        if class_names is not None:
+            class_names = [str(c) for c in class_names]
+            top = int(labels.max()) if self.gan.conditional and self.n else -1
+            if len(class_names) <= top:
+                raise ValueError(f"Trainer: class_names has {len(class_names)} names but the labels go up to {top}")
+        self.class_names = class_names
+        n_fixed = len(self.fixed_z)
+        n_real = min(monitor_size, self.n)
+        self.monitor_index = np.random.default_rng([self.config.seed, 0x6D6F6E]).choice(self.n, n_real, replace=False)
+        idx = self.xp.asarray(self.monitor_index)
+        self.monitor_real = self.images[idx]
+        self.monitor_real_labels = self.labels[idx] if self.gan.conditional else None
+        order = np.arange(n_fixed)
+        if self.gan.conditional:   # fixed_labels are grouped by class: take one of each class in turn
+            order = order.reshape(len(self.label_set), -1).T.reshape(-1)
+        self.monitor_fake_index = order[:min(monitor_size, n_fixed)]
+
+    def on_interval(self, live: bool = False) -> dict:
+        """Every ``sample_every`` steps and at the end of train(): write the run folder's
+        artefacts, in order, the sample grid (samples.png and samples/step_NNNNNNN.png), the loss
+        plot, the monitor grid (monitor.png and monitor/step_NNNNNNN.png), progress.gif and
+        report.html (which reloads itself while ``live``). Returns {name: what was written};
+        "monitor" is the report.MonitorGrid drawn."""
+        run, step = self.run_dir, self.step
         images = self.gan.generate(z=self.fixed_z, labels=self.fixed_labels)
-        path = save_grid(images, self.run_dir / "samples" / f"step_{self.step:07d}.png", nrow=self.grid_nrow,
-                         output=self.gan.output)
-        save_grid(images, self.run_dir / "samples.png", nrow=self.grid_nrow, output=self.gan.output)
-        if (self.run_dir / "metrics.csv").exists():
-            plot_losses(self.run_dir / "metrics.csv", self.run_dir / "losses.png", self.loss.probabilities)
-        return path
+        out = {"samples": save_grid(images, run / "samples" / f"step_{step:07d}.png", nrow=self.grid_nrow,
+                                    output=self.gan.output)}
+        save_grid(images, run / "samples.png", nrow=self.grid_nrow, output=self.gan.output)
+        if (run / "metrics.csv").exists():
+            out["losses"] = plot_losses(run / "metrics.csv", run / "losses.png", self.loss.probabilities)
+        out["monitor"] = self.monitor(images, paths=[run / "monitor.png", run / "monitor" / f"step_{step:07d}.png"])
+        out["progress"] = report.progress_animation(run)
+        out["report"] = report.write_report(run, refresh=report.REFRESH_S if live else None)
+        return out
+
+    def monitor(self, fixed_images=None, paths=None) -> "report.MonitorGrid":
+        """The monitor grid of the current step: the fixed real batch and the first fixed samples
+        (``fixed_images``: G(fixed_z) when already computed), each with D's output."""
+        if fixed_images is None:
+            fixed_images = self.gan.generate(z=self.fixed_z, labels=self.fixed_labels)
+        idx = self.xp.asarray(self.monitor_fake_index)
+        fake_labels = self.fixed_labels[idx] if self.gan.conditional else None
+        return report.monitor_grid(self.gan, self.monitor_real, fixed_images[idx], self.monitor_real_labels,
+                                   fake_labels, probabilities=self.loss.probabilities, class_names=self.class_names,
+                                   step=self.step, path=paths, loss_name=self.config.loss)
 
     def state(self) -> tuple[dict, dict]:
         arrays = {f"G.{k}": v for k, v in self.gan.G.state_dict().items()}
@@ -484,6 +532,8 @@ class Trainer:
         meta = {"step": self.step, "batch_index": self.batch_index, "noise_calls": self.noise_calls,
                 "train": asdict(self.config), "model": {"kind": self.gan.kind, **self.gan.config},
                 "dtype": str(self.gan.G.dtype), "backend": backend.name(), "format": "scratchgan-checkpoint-1"}
+        if self.class_names is not None:   # so that `sample --label A` can name a class of this run
+            meta["class_names"] = list(self.class_names)
         return arrays, meta
 
     def load_state(self, arrays, meta) -> None:

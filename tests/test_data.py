@@ -444,6 +444,45 @@ def test_as_float_ranges_and_shape():
     assert real.shape == (10000, 1, 28, 28) and real.min() == -1.0 and real.max() == 1.0
 
 
+def test_as_float_is_the_lookup_table_and_image_shape():
+    ds = load_dataset("mnist-bundled")
+    assert ds.image_shape == (1, 28, 28) and ds.images.shape == (10000, 28, 28)
+    for scale, lut in (("tanh", np.arange(256) / 127.5 - 1.0), ("sigmoid", np.arange(256) / 255.0)):
+        for dtype in (np.float32, np.float64):
+            x = ds.as_float(scale, dtype)
+            assert x.dtype == dtype and x.shape == (10000, 1, 28, 28) and x.flags.c_contiguous
+            # bit-identical to the table gather on the (N, H, W) images
+            assert np.array_equal(x[:, 0], lut.astype(dtype)[ds.images])
+    assert "image_shape=(1, 28, 28)" in repr(ds)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_as_float_on_channel_first_images(channels):
+    rng = np.random.default_rng(channels)
+    images = rng.integers(0, 256, (5, channels, 8, 8), dtype=np.uint8)
+    images[0, 0, 0, 0], images[1, -1, -1, -1] = 0, 255
+    ds = Dataset("fake", "train", images, np.zeros(5, np.int64), ["image"], "memory")
+    assert ds.image_shape == (channels, 8, 8)
+    t, s = ds.as_float("tanh"), ds.as_float("sigmoid", np.float64)
+    assert t.shape == s.shape == (5, channels, 8, 8)
+    assert t.min() == -1.0 and t.max() == 1.0 and s.min() == 0.0 and s.max() == 1.0
+    np.testing.assert_allclose(s, images / 255.0, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(t, images / 127.5 - 1, rtol=0, atol=1e-7)
+    assert ds.filter_classes([0]).images.shape == images.shape
+
+
+@pytest.mark.parametrize("images, labels, pattern", [
+    (np.zeros((2, 28, 28), np.float32), np.zeros(2, np.int64), "uint8 .* got float32"),
+    (np.zeros((2, 2, 8, 8), np.uint8), np.zeros(2, np.int64), r"C = 1 or 3, got uint8 array of shape \(2, 2, 8, 8\)"),
+    (np.zeros((28, 28), np.uint8), np.zeros(28, np.int64), r"shape \(28, 28\)"),
+    (np.zeros((3, 8, 8), np.uint8), np.zeros(2, np.int64), r"expected labels of shape \(3,\), got \(2,\)"),
+    ([[0]], np.zeros(1, np.int64), "got list"),
+])
+def test_dataset_refuses_bad_arrays(images, labels, pattern):
+    with pytest.raises(DataError, match=pattern):
+        Dataset("fake", "train", images, labels, ["image"], "memory")
+
+
 def test_batches_deterministic_and_per_epoch():
     a = [b.tolist() for b in batches(103, 10, seed=7, epoch=0)]
     assert a == [b.tolist() for b in batches(103, 10, seed=7, epoch=0)]
@@ -549,16 +588,40 @@ def _fake_emnist(folder, split="train"):
     return images, labels
 
 
-def test_emnist_transposed_and_labels_mapped(tmp_path):
+def test_emnist_transposed_and_labels_mapped(tmp_path, offline):
     stored, _ = _fake_emnist(tmp_path)
     ds = load_dataset("emnist-letters", data_dir=tmp_path)
+    assert offline == [] and ds.source == str(tmp_path)   # read from the folder, no download tried
     assert ds.images[0, 5, 0] == 200 and ds.images[0, 0, 5] == 0
     assert np.all(ds.images[1, :, 2] == 50) and ds.images[1].sum() == 50 * 28
     np.testing.assert_array_equal(ds.images, stored.transpose(0, 2, 1))
     assert ds.images.flags.c_contiguous
-    assert ds.labels.tolist() == [0, 25, 12]
-    assert ds.classes[0] == "a" and ds.classes[25] == "z" and len(ds.classes) == 26
+    assert ds.labels.tolist() == [0, 25, 12]       # stored 1, 26, 13
+    assert ds.classes == [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    assert [ds.classes[k] for k in ds.labels] == ["A", "Z", "M"]
+    assert ds.class_index("A") == ds.class_index("a") == ds.class_index(0) == 0
+    assert ds.class_index("Z") == ds.class_index(" z ") == 25
     assert ds.filter_classes(["z"]).labels.tolist() == [25]
+    assert ds.filter_classes(["A", "m"]).labels.tolist() == [0, 12]
+    assert ds.image_shape == (1, 28, 28) and ds.as_float().shape == (3, 1, 28, 28)
+    with pytest.raises(DataError, match="0='A'"):
+        ds.class_index("?")
+
+
+def test_emnist_letter_is_upright(tmp_path):
+    """An 'L' drawn upright, stored the way EMNIST stores it (transposed), comes out upright."""
+    upright = np.zeros((28, 28), np.uint8)
+    upright[4:24, 6] = 255            # the vertical stroke, on the left
+    upright[23, 6:20] = 255           # the foot, at the bottom
+    folder = tmp_path / "emnist"
+    folder.mkdir()
+    spec = REGISTRY["emnist-letters"]
+    write_idx(folder / spec.splits["test"][0].name, upright.T[None])          # stored column-major
+    write_idx(folder / spec.splits["test"][1].name, np.array([12], np.uint8))  # 12 = "L"
+    ds = load_dataset("emnist-letters", split="test", data_dir=folder)
+    np.testing.assert_array_equal(ds.images[0], upright)
+    assert ds.images[0, 23, 6:20].min() == 255 and ds.images[0, 4:23, 19].max() == 0  # foot at the bottom
+    assert ds.classes[ds.labels[0]] == "L"
 
 
 def test_emnist_label_out_of_range(tmp_path):

@@ -109,7 +109,8 @@ SUBCOMMANDS = {
     "gradcheck": dict(prefix=[], positional=None, flags={"--backend": BACKEND}),
     "bench": dict(prefix=["--models", "mlp", "--batch-sizes", "2", "--repeats", "1"], positional=None, flags={
         "--models": choice("mlp", "cgan", "mlp,cgan"), "--batch-sizes": choice("2", "2,4"),
-        "--repeats": ints(1, 2), "--json": FLAG, "--backend": BACKEND}),
+        "--repeats": ints(1, 2), "--json": FLAG, "--image-shapes": choice("1x28x28", "3x32x32,1x28x28"),
+        "--backend": BACKEND}),
 }
 EXAMPLES = {"train": 60, "sample": 40, "interpolate": 40, "inpaint": 40, "evaluate": 25, "gradcheck": 4, "bench": 8}
 EXTRA = st.sampled_from(["--no-such-flag", "extra", "-x", "--help", "--", "-h"])

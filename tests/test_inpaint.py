@@ -1,6 +1,7 @@
 """Image completion (scratchgan.inpaint): masks, the contextual weights, the gradient dL/dz
-against float64 central differences (through D and G, for mlp, cgan and dcgan), the search
-(restarts, clipping, loss going down, known pixels kept), clear errors, and, on a briefly
+against float64 central differences (through D and G, for mlp, cgan and dcgan, grey and RGB,
+28 to 64 pixels), the search (restarts, clipping, loss going down, known pixels kept in every
+channel), clear errors, and, on a briefly
 trained mlp, completion errors on held-out digits well below the mean-image fill."""
 from __future__ import annotations
 
@@ -307,6 +308,101 @@ def test_completion_error_and_mean_fill():
         ip.completion_error(done, orig, np.ones((4, 4)))
     with pytest.raises(ValueError, match="of one shape"):
         ip.completion_error(done[:1], orig, mask)
+
+
+# ---------------------------------------------------------------------------- any image shape, RGB
+def _tiny_shaped(kind, shape):
+    if kind == "mlp":
+        return models.mlp(latent_dim=5, g_hidden=(12,), d_hidden=(10,), image_shape=shape, seed=1)
+    if kind == "cgan":
+        return models.cgan(latent_dim=4, g_hidden=(12,), d_hidden=(10,), num_classes=26, image_shape=shape, seed=1)
+    g, d = {28: ((4, 3, 2), (2, 3)), 32: ((4, 3, 2), (2, 3, 4)), 64: ((4, 3, 2, 2), (2, 2, 3, 4))}[shape[1]]
+    gan = models.dcgan(latent_dim=3, g_channels=g, d_channels=d, init="glorot_uniform", image_shape=shape, seed=1)
+    rng = np.random.default_rng(2)
+    for name, buf in gan.G.named_buffers():
+        if name.endswith("running_mean"):
+            buf[...] = rng.normal(0, 0.3, buf.shape)
+        elif name.endswith("running_var"):
+            buf[...] = rng.uniform(0.5, 2.0, buf.shape)
+    return gan
+
+
+@pytest.mark.parametrize("kind,shape", [("mlp", (3, 8, 6)), ("cgan", (3, 10, 10)), ("dcgan", (3, 32, 32)),
+                                        ("dcgan", (1, 64, 64))])
+def test_dL_dz_of_rgb_and_larger_images_matches_central_differences(kind, shape):
+    """The same check as above for other image shapes: the context term sums |G(z) - x| over
+    every channel of every known pixel, weighted by the (H, W) mask's weights."""
+    backend.set_default_dtype(np.float64)
+    gan = _tiny_shaped(kind, shape).astype(np.float64)
+    rng = np.random.default_rng(0)
+    n = 2
+    lo = -1.0 if gan.output == "tanh" else 0.0
+    x = backend.asarray(rng.uniform(lo, 1.0, (n,) + shape))
+    mask = ip.make_mask("center", shape=gan.image_shape)
+    assert mask.shape == shape[1:]
+    w = backend.asarray(ip.context_weights(mask)[None, None].astype(np.float64))
+    labels = backend.asarray(np.array([3, 25])) if gan.conditional else None
+    z = rng.standard_normal((n, gan.latent_dim))
+    with ip._eval_mode(gan):
+        loss, grad, fake = ip.inpaint_loss_and_grad(gan, backend.asarray(z), x, w, labels, 0.5)
+        num = _numeric_grad(lambda zz: float(ip.inpaint_loss_and_grad(gan, backend.asarray(zz), x, w, labels,
+                                                                        0.5)[0].sum()), z)
+        logits = _np(gan.D(gan.d_input(fake, labels))).reshape(n)
+    grad = _np(grad)
+    assert grad.shape == z.shape and np.abs(grad).max() > 1e-6
+    np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-5 * np.abs(num).max())
+    diff = np.abs(_np(fake) - _np(x))                                     # (n, C, H, W)
+    ctx = sum((_np(w)[:, 0] * diff[:, c]).reshape(n, -1).sum(1) for c in range(shape[0]))
+    np.testing.assert_allclose(_np(loss), ctx + 0.5 * np.logaddexp(0, -logits), rtol=1e-10)
+
+
+def test_rgb_inpainting_keeps_every_channel_of_the_known_pixels():
+    gan = _tiny_shaped("dcgan", (3, 32, 32))
+    x = gan.generate(3, seed=11)
+    mask = ip.make_mask("left", shape=gan.image_shape)              # (C, H, W) -> an (H, W) mask
+    assert mask.shape == (32, 32) and (mask == 0).sum() == 16 * 32
+    res = ip.inpaint(gan, x, mask, steps=15, restarts=2, lr=0.05)
+    assert res.completed.shape == res.generated.shape == (3, 3, 32, 32)
+    L = _np(res.losses)
+    assert L.shape == (16, 3) and np.all(L[-1] < L[0])
+    known = np.broadcast_to(mask > 0, x.shape)                      # the same pixels in every channel
+    np.testing.assert_array_equal(_np(res.completed)[known], _np(x)[known])
+    np.testing.assert_array_equal(_np(res.completed)[~known], _np(res.generated)[~known])
+    masked = _np(ip.masked_images(x, mask, fill=-1.0))
+    assert np.all(masked[..., :16] == -1.0) and np.array_equal(masked[..., 16:], _np(x)[..., 16:])
+    # the baseline and the error follow the shape too
+    fill = _np(ip.mean_image_fill(x, x, mask))
+    mean = _np(x).astype(np.float64).mean(0)
+    np.testing.assert_allclose(fill[0, :, :, :16], mean[:, :, :16], rtol=1e-6, atol=1e-7)
+    assert ip.completion_error(res.completed, x, mask) > 0
+
+
+def test_rgb_completion_error_counts_every_channel():
+    orig = np.zeros((1, 3, 2, 2))
+    mask = np.array([[1.0, 0.0], [1.0, 1.0]])                       # one missing pixel, three values
+    done = orig.copy()
+    done[0, 2, 0, 1] = 0.6                                          # blue is wrong by 0.6
+    done[0, 0, 1, 1] = 9.0                                          # known pixels do not count
+    assert ip.completion_error(done, orig, mask) == pytest.approx(0.6 / 3)
+
+
+def test_a_mask_must_have_the_models_image_size(tmp_path):
+    gan = _tiny_shaped("mlp", (3, 8, 6))
+    x = gan.generate(2, seed=0)
+    with pytest.raises(ValueError, match=r"mask: expected shape \(H, W\) = \(8, 6\)"):
+        ip.inpaint(gan, x, ip.make_mask("center"), steps=1)          # a 28x28 mask for 8x6 images
+    np.save(tmp_path / "m.npy", np.ones((28, 28)))
+    with pytest.raises(ValueError, match=r"expected a mask of shape \(8, 6\), got \(28, 28\)"):
+        ip.make_mask(tmp_path / "m.npy", shape=gan.image_shape)
+    from PIL import Image
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(tmp_path / "m.png")
+    with pytest.raises(ValueError, match=r"is 28x28 pixels, expected 6x8 \(W x H\)"):
+        ip.make_mask(tmp_path / "m.png", shape=gan.image_shape)
+    with pytest.raises(ValueError, match=r"expected images of shape \(N, 3, 8, 6\), got \(2, 1, 8, 6\)"):
+        ip.inpaint(gan, _np(x)[:, :1], ip.make_mask("center", shape=(8, 6)))
+    for bad in ((8,), (1, 2, 8, 6), "8x6", (0, 6)):
+        with pytest.raises(ValueError, match=r"shape must be \(H, W\) or \(C, H, W\) with positive sizes"):
+            ip.make_mask("center", shape=bad)
 
 
 # ---------------------------------------------------------------------------- a trained model

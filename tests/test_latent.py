@@ -201,3 +201,30 @@ def test_walks_on_the_selected_backend(xp_backend, tmp_path):
     images, _, _ = latent.walk(gan, "classes", rows=2)
     assert backend.array_module(images) is xp and images.shape == (20, 1, 28, 28)
     assert _png_shape(latent.save_walk(gan, tmp_path / "w.png", mode="sweep", rows=2, steps=3)) == _grid_shape(2, 3)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 64, 64), (3, 28, 28)])
+def test_walks_follow_the_models_image_shape(shape, tmp_path):
+    """Walks of grey or RGB models of any size: images of the model's shape, and grids whose
+    pixel size follows it (RGB models give RGB PNGs)."""
+    from PIL import Image
+    g, d = {28: ((4, 3, 2), (2, 3)), 32: ((4, 3, 2), (2, 3, 4)), 64: ((4, 3, 2, 2), (2, 2, 3, 4))}[shape[1]]
+    gan = models.dcgan(latent_dim=6, g_channels=g, d_channels=d, image_shape=shape, seed=0)
+    images, z, _ = latent.walk(gan, "sweep", rows=2, steps=3, dim=1)
+    assert tuple(images.shape) == (6,) + shape and z.shape == (6, 6)
+    ends = backend.to_numpy(latent.between(gan, z[0], z[2], steps=3, mode="linear"))
+    assert ends.shape == (3,) + shape
+    np.testing.assert_allclose(ends, backend.to_numpy(images[:3]), rtol=1e-5, atol=1e-6)
+    out = latent.save_walk(gan, tmp_path / "walk.png", mode="slerp", rows=2, steps=4)
+    with Image.open(out) as img:
+        assert img.mode == ("RGB" if shape[0] == 3 else "RGBA")
+        side = shape[1]
+        assert (img.size[1], img.size[0]) == ((2 * (side + PAD) + PAD) * SCALE, (4 * (side + PAD) + PAD) * SCALE)
+
+
+def test_class_walk_of_a_26_letter_rgb_cgan(tmp_path):
+    gan = models.cgan(latent_dim=5, g_hidden=(8,), d_hidden=(8,), num_classes=26, image_shape=(3, 12, 10), seed=0)
+    images, z, labels = latent.walk(gan, "classes", rows=2)
+    assert tuple(images.shape) == (52, 3, 12, 10) and list(labels[:26]) == list(range(26))
+    out = latent.save_walk(gan, tmp_path / "letters.png", mode="classes", rows=2)
+    assert _png_shape(out) == ((2 * (12 + PAD) + PAD) * SCALE, (26 * (10 + PAD) + PAD) * SCALE)

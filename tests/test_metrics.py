@@ -261,3 +261,29 @@ def test_evaluate_run_explains_a_missing_test_set(tiny_run, tmp_path, monkeypatc
     metrics._REAL_CACHE.clear()
     with pytest.raises(metrics.EvaluationDataMissing, match="test set"):
         metrics.evaluate_run(tiny_run, n=100, data_dir=tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 32), (3, 28, 28)])
+def test_evaluate_run_refuses_images_the_judges_cannot_read_before_any_work(shape, tmp_path, monkeypatch):
+    """The judges read 1x28x28 images: another run's shape is refused at once, naming it, before
+    a judge, a data set or a sample is touched and without writing anything."""
+    from scratchgan import judge, models
+    from scratchgan.training import TrainConfig, Trainer
+    run = tmp_path / "run"
+    gan = models.mlp(latent_dim=4, g_hidden=[8], d_hidden=[8], image_shape=shape, seed=0)
+    x = np.random.default_rng(0).uniform(0, 1, (8,) + shape).astype(np.float32)
+    cfg = TrainConfig(model="mlp", model_args=dict(latent_dim=4, g_hidden=[8], d_hidden=[8], image_shape=list(shape)),
+                      dataset="mnist", steps=1, batch_size=4, log_every=1, sample_every=1000, checkpoint_every=1)
+    Trainer(gan, x, None, cfg, run_dir=run, quiet=True).train()
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluate_run started work before refusing the run")
+    monkeypatch.setattr(judge, "load_judge", no_work)
+    monkeypatch.setattr(metrics, "real_reference", no_work)
+    monkeypatch.setattr(metrics, "_generate", no_work)
+    c, h, w = shape
+    with pytest.raises(ValueError, match=rf"run: this run's images are {c}x{h}x{w} \({c} channels?, {h}x{w} pixels\); "
+                                         r"the shipped judges are for 1x28x28 MNIST / Fashion-MNIST images only"):
+        metrics.evaluate_run(run, n=10, data_dir=tmp_path)
+    assert not (run / "evaluation.json").exists() and not (run / "nearest_neighbours.png").exists()
+    metrics.check_judgeable(models.mlp(g_hidden=[4], d_hidden=[4]))        # 1x28x28: accepted

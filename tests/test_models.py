@@ -238,6 +238,7 @@ def test_summary_lists_layers_and_total(kind):
     printed = []
     g_in = (gan.latent_dim + gan.num_classes,)
     d_in = (784 + gan.num_classes,) if gan.conditional else (1, 28, 28)
+    assert gan.d_input_shape == d_in and gan.image_shape == (1, 28, 28)
     for net, shape in ((gan.G, g_in), (gan.D, d_in)):
         text = net.summary(shape, print_fn=printed.append)
         assert printed[-1] == text

@@ -87,7 +87,7 @@ BUNDLED_SENTENCE = "bundled sample: the first 10,000 MNIST training images"
 _DIGITS = tuple(str(d) for d in range(10))
 _FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-_LETTERS = tuple(chr(c) for c in range(ord("a"), ord("z") + 1))
+_LETTERS = tuple(chr(c) for c in range(ord("A"), ord("Z") + 1))   # stored labels 1..26 -> 0..25
 
 
 def _idx_pair(prefix: str, images: dict, labels: dict) -> tuple:
@@ -159,7 +159,7 @@ _register(DatasetSpec(
 # checked for a well-formed IDX layout.
 _register(DatasetSpec(
     name="emnist-letters",
-    description="EMNIST letters (NIST), 124,800 train + 20,800 test, labels a..z",
+    description="EMNIST letters (NIST), 124,800 train + 20,800 test, classes A..Z",
     splits={
         "train": _idx_pair("emnist-letters-train", {}, {}),
         "test": _idx_pair("emnist-letters-test", {}, {}),
@@ -203,7 +203,12 @@ def get_spec(name: str) -> DatasetSpec:
 
 @dataclass
 class Dataset:
-    """Images (N, H, W) uint8 with labels (N,) int64; `classes[label]` is the class name."""
+    """Images with labels (N,) int64; `classes[label]` is the class name.
+
+    `images` is uint8, either (N, H, W) (grey: the IDX data sets) or (N, C, H, W) with C = 1 or 3
+    (image folders); `image_shape` is (C, H, W) in both cases and `as_float` always gives
+    (N, C, H, W).
+    """
     name: str
     split: str
     images: np.ndarray = field(repr=False)
@@ -212,13 +217,33 @@ class Dataset:
     source: str
     is_bundled: bool = False
     note: str = ""                # set when something other than what was asked is returned
+    cache_file: str = ""          # image folders: the cache .npy the images came from or went to
+    from_cache: bool = False      # image folders: True when read from that cache without decoding
+
+    def __post_init__(self):
+        images, labels = self.images, self.labels
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim not in (3, 4) \
+                or (images.ndim == 4 and images.shape[1] not in (1, 3)):
+            what = (f"{images.dtype} array of shape {images.shape}" if isinstance(images, np.ndarray)
+                    else type(images).__name__)
+            raise DataError(f"Dataset {self.name!r}: images must be a uint8 array (N, H, W) or "
+                            f"(N, C, H, W) with C = 1 or 3, got {what}")
+        if not isinstance(labels, np.ndarray) or labels.shape != images.shape[:1]:
+            got = labels.shape if isinstance(labels, np.ndarray) else type(labels).__name__
+            raise DataError(f"Dataset {self.name!r}: expected labels of shape ({images.shape[0]},), got {got}")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def image_shape(self) -> tuple:
+        """(C, H, W) of one image: (1, 28, 28) for MNIST, (3, 64, 64) for a 64-pixel RGB folder."""
+        shape = tuple(int(d) for d in self.images.shape[1:])
+        return (1, *shape) if len(shape) == 2 else shape
+
     def __repr__(self) -> str:
         return (f"Dataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "
-                f"image_shape={tuple(self.images.shape[1:])}, classes={len(self.classes)}, "
+                f"image_shape={self.image_shape}, classes={len(self.classes)}, "
                 f"source={self.source!r})")
 
     def class_index(self, c) -> int:
@@ -249,7 +274,7 @@ class Dataset:
         return dataclasses.replace(self, images=self.images[keep], labels=self.labels[keep])
 
     def as_float(self, scale: str = "tanh", dtype=np.float32) -> np.ndarray:
-        """Images as (N, 1, H, W): "tanh" -> [-1, 1], "sigmoid" -> [0, 1]."""
+        """Images as (N, C, H, W) (C = 1 for the IDX data sets): "tanh" -> [-1, 1], "sigmoid" -> [0, 1]."""
         levels = np.arange(256, dtype=np.float64)
         if scale == "tanh":
             lut = levels / 127.5 - 1.0   # 0 -> -1 and 255 -> 1 exactly
@@ -257,9 +282,8 @@ class Dataset:
             lut = levels / 255.0
         else:
             raise ValueError(f"scale must be 'tanh' or 'sigmoid', got {scale!r}")
-        n, h, w = self.images.shape
         # a 256-entry table indexed by the pixels: one gather, no float arithmetic per pixel
-        return lut.astype(dtype)[self.images].reshape(n, 1, h, w)
+        return lut.astype(dtype)[self.images].reshape(len(self.images), *self.image_shape)
 
 
 def batches(n_items: int, batch_size: int, seed: int, epoch: int,
