@@ -407,6 +407,8 @@ class Trainer:
         previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
+                if signal.getsignal(sig) == signal.SIG_IGN:   # e.g. SIGINT under nohup: the caller chose to ignore it
+                    continue
                 previous[sig] = signal.signal(sig, self._request_stop)
             except ValueError:  # not the main thread: signals are the caller's business
                 return {}

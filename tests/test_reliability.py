@@ -507,14 +507,44 @@ def test_a_signal_saves_then_exits_with_128_plus_its_number(run, capsys, monkeyp
         return out
 
     monkeypatch.setattr(Trainer, "train_step", step)
-    rc, _, _ = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "100", "--checkpoint-every", "50")
+    default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+    before = signal.signal(sig, default)   # as in a terminal (a background job would ignore SIGINT)
+    try:
+        rc, _, _ = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "100", "--checkpoint-every", "50")
+        after = signal.getsignal(sig)
+    finally:
+        signal.signal(sig, before)
     assert rc == code
     assert latest_checkpoint(run / "checkpoints").name == "step_0000008.json"
     assert load_checkpoint(latest_checkpoint(run / "checkpoints"))[1]["step"] == 8
-    assert signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL)
+    assert after == default, "train() did not restore the signal's handler"
 
 
-def test_a_second_ctrl_c_during_the_save_lets_the_save_finish(run, capsys, monkeypatch):
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    """Under nohup (or as a background job) SIGINT is ignored: training must not take it over."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        tr = _small_trainer(run_dir=tmp_path / "run")
+        seen = []
+        real = tr.train_step
+        tr.train_step = lambda: (seen.append(signal.getsignal(signal.SIGINT)), real())[1]
+        tr.train()
+        assert seen and all(h == signal.SIG_IGN for h in seen)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT as in a terminal: CI runs the suite as a background job, where SIGINT is ignored
+    and training (rightly) leaves it so."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_a_second_ctrl_c_during_the_save_lets_the_save_finish(run, capsys, monkeypatch, terminal_sigint):
     import scratchgan.training as training
     real_save = training.save_checkpoint
 

@@ -587,11 +587,14 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes(tmp_path):
         return out
 
     tr.train_step = step_then_interrupt
-    previous = signal.getsignal(signal.SIGINT)
-    tr.train()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal, not a background job
+    try:
+        tr.train()
+        assert signal.getsignal(signal.SIGINT) == signal.default_int_handler, "train() did not restore the handler"
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert tr.step == 3
     assert handler_during_training == [tr._request_stop], "train() did not install its SIGINT handler"
-    assert signal.getsignal(signal.SIGINT) == previous, "train() did not restore the SIGINT handler"
     path = latest_checkpoint(run / "checkpoints")
     assert path.name == "step_0000003.json" and load_checkpoint(path)[1]["step"] == 3
     assert (run / "samples" / "step_0000003.png").is_file()
