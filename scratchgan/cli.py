@@ -29,23 +29,36 @@ import numpy as np
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-# Steps for which a CPU run of a few minutes already shows digit-like samples.
-DEFAULT_STEPS = {"mlp": 10000, "cgan": 10000, "dcgan": 1000}
-DEFAULT_BATCH = {"mlp": 64, "cgan": 64, "dcgan": 64}
+# Each --model's recipe: builder arguments and training settings for the flags not given (a loss
+# family's own recipe, LOSS_DEFAULTS, comes first). The "-tutorial" models are the seed tutorials'
+# networks and settings as they were; the plain names are tuned for good samples per CPU minute
+# (docs/results.md has the search that chose them).
+TUTORIAL = {"mlp": dict(model_args={}, train=dict(steps=10000, batch_size=64)),
+            "cgan": dict(model_args={}, train=dict(steps=10000, batch_size=64)),
+            "dcgan": dict(model_args={}, train=dict(steps=1000, batch_size=64))}
+RECIPES = {**{f"{k}-tutorial": v for k, v in TUTORIAL.items()},
+           "mlp": TUTORIAL["mlp"], "cgan": TUTORIAL["cgan"], "dcgan": TUTORIAL["dcgan"]}
 # Defaults of the train flags. The parser itself defaults them to None, so that --resume can tell
 # a flag the user gave (to honour or refuse) from one left out.
 TRAIN_DEFAULTS = dict(model="mlp", dataset="mnist", loss="bce", optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999,
                       k=1, g_loss="nonsaturating", label_smoothing=0.0, gp_weight=10.0, clip=None, dtype="float32",
                       seed=0, log_every=50, sample_every=500, checkpoint_every=1000)
 # --resume honours these (the change is recorded in config.json's history) ...
-RESUMABLE = ("steps", "epochs", "lr", "beta1", "beta2", "k", "g_loss", "label_smoothing", "gp_weight", "clip",
-             "log_every", "sample_every", "checkpoint_every")
+RESUMABLE = ("steps", "epochs", "lr", "lr_d", "lr_g", "beta1", "beta2", "k", "g_loss", "label_smoothing",
+             "gp_weight", "clip", "log_every", "sample_every", "checkpoint_every")
 # ... and refuses a change of these: they define the model, the data, the objective or the random streams.
-FIXED_ON_RESUME = ("model", "dataset", "classes", "batch_size", "dtype", "seed", "loss", "optimizer", "latent_dim",
-                   "noise", "upsample", "g_hidden", "d_hidden", "spectral_norm", "channels", "image_size")
+FIXED_ON_RESUME = ("model", "dataset", "classes", "batch_size", "dtype", "seed", "loss", "optimizer", "ema",
+                   "latent_dim", "noise", "upsample", "g_hidden", "d_hidden", "d_dropout", "spectral_norm", "projection",
+                   "activation", "g_output", "minibatch_std",
+                   "channels", "image_size")
 
 
 _DEVICE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.ENOMEM}
+
+
+# a builder argument a checkpoint leaves out has its default (models record only what differs)
+_BUILDER_DEFAULTS = {"spectral_norm": False, "projection": False, "minibatch_std": False, "activation": "relu",
+                     "output": "sigmoid", "dropout": 0.0}
 
 
 class UsageError(ValueError):
@@ -176,15 +189,27 @@ def _model_args(args, model) -> dict:
         given["noise"] = args.noise
     if args.spectral_norm:
         given["spectral_norm"] = True
+    if args.projection:
+        if not model.startswith("cgan"):
+            raise UsageError(f"--projection applies to the cgan models, not {model}")
+        given["projection"] = True
+    if args.d_dropout is not None:
+        given["dropout"] = args.d_dropout
+    for flag, value, key in (("--activation", args.activation, "activation"), ("--g-output", args.g_output, "output"),
+                             ("--minibatch-std", args.minibatch_std or None, "minibatch_std")):
+        if value is not None:
+            if not model.startswith("mlp"):
+                raise UsageError(f"{flag} applies to the mlp models, not {model}")
+            given[key] = value
     if args.upsample is not None:
-        if model != "dcgan":
+        if not model.startswith("dcgan"):
             raise UsageError(f"--upsample applies to --model dcgan only, not {model}")
         given["upsample"] = args.upsample
     for flag, value, mlp_name, conv_name in (("--g-hidden", args.g_hidden, "g_hidden", "g_channels"),
                                              ("--d-hidden", args.d_hidden, "d_hidden", "d_channels")):
         if value is None:
             continue
-        if model == "dcgan":   # one channel count per stage: 3 for 28x28 and 32x32, 4 for 64x64 (models.dcgan checks)
+        if model.startswith("dcgan"):   # one channel count per stage: 3 for 28x28 and 32x32, 4 for 64x64 (models.dcgan checks)
             given[conv_name] = value
         else:
             given[mlp_name] = value
@@ -196,20 +221,24 @@ def _new_config(args):
     from .training import TrainConfig
     from .training import LOSS_DEFAULTS
     model, loss = args.model or TRAIN_DEFAULTS["model"], args.loss or TRAIN_DEFAULTS["loss"]
-    d = {**TRAIN_DEFAULTS, **LOSS_DEFAULTS[loss]}     # the loss family's recipe fills what is not given
+    recipe = RECIPES[model]
+    # what is not given comes from the loss family's recipe, then the model's, then the defaults
+    d = {**TRAIN_DEFAULTS, **recipe["train"], **LOSS_DEFAULTS[loss]}
     _check_loss_flags(args, loss, args.optimizer or d["optimizer"])
 
     def pick(name):
         value = getattr(args, name)
-        return d[name] if value is None else value
+        return d.get(name) if value is None else value
 
+    model_args = {**recipe["model_args"], **_model_args(args, model)}
+    ema = None if args.no_ema else pick("ema")
     return TrainConfig(
-        model=model, model_args=_model_args(args, model), dataset=pick("dataset"), classes=args.classes,
-        steps=args.steps if args.steps is not None else DEFAULT_STEPS[model], epochs=args.epochs,
-        batch_size=args.batch_size if args.batch_size is not None else DEFAULT_BATCH[model],
-        loss=loss, optimizer=pick("optimizer"), lr=pick("lr"), beta1=pick("beta1"), beta2=pick("beta2"),
-        k=pick("k"), g_loss=pick("g_loss"), label_smoothing=pick("label_smoothing"), gp_weight=pick("gp_weight"),
-        clip=pick("clip"), seed=pick("seed"), backend=backend.name(), log_every=pick("log_every"),
+        model=model, model_args=model_args, dataset=pick("dataset"), classes=args.classes,
+        steps=pick("steps"), epochs=args.epochs, batch_size=pick("batch_size"),
+        loss=loss, optimizer=pick("optimizer"), lr=pick("lr"), lr_d=pick("lr_d"), lr_g=pick("lr_g"),
+        beta1=pick("beta1"), beta2=pick("beta2"), k=pick("k"), g_loss=pick("g_loss"),
+        label_smoothing=pick("label_smoothing"), gp_weight=pick("gp_weight"), clip=pick("clip"), ema=ema,
+        max_time=args.max_time, seed=pick("seed"), backend=backend.name(), log_every=pick("log_every"),
         sample_every=pick("sample_every"), checkpoint_every=pick("checkpoint_every"), dtype=pick("dtype")).validate()
 
 
@@ -251,18 +280,22 @@ def _resumed_config(args, out, newest):
     # refused changes
     requested = {"model": args.model, "dataset": args.dataset, "classes": args.classes,
                  "batch_size": args.batch_size, "dtype": args.dtype, "seed": args.seed, "loss": args.loss,
-                 "optimizer": args.optimizer}
+                 "optimizer": args.optimizer, "ema": 0.0 if args.no_ema else args.ema}
     current = {"model": cfg.model, "dataset": cfg.dataset, "classes": cfg.classes, "batch_size": cfg.batch_size,
-               "dtype": cfg.dtype, "seed": cfg.seed, "loss": cfg.loss, "optimizer": cfg.optimizer}
+               "dtype": cfg.dtype, "seed": cfg.seed, "loss": cfg.loss, "optimizer": cfg.optimizer,
+               "ema": cfg.ema or 0.0}
     _check_loss_flags(args, cfg.loss, cfg.optimizer)
     for name, value in _model_args(args, cfg.model).items():
-        requested[name], current[name] = value, model_meta.get(name, False if name == "spectral_norm" else None)
+        requested[name], current[name] = value, model_meta.get(name, _BUILDER_DEFAULTS.get(name))
     shape = model_meta.get("image_shape") or [1, 28, 28]
     requested.update(channels=args.channels, image_size=args.image_size)
     current.update(channels=shape[0], image_size=shape[-1])
     for name, value in requested.items():
         if value is not None and value != current[name]:
-            flag = "--" + {"g_channels": "g_hidden", "d_channels": "d_hidden"}.get(name, name).replace("_", "-")
+            flag = "--" + {"g_channels": "g_hidden", "d_channels": "d_hidden", "dropout": "d_dropout",
+                          "output": "g_output"}.get(name, name).replace("_", "-")
+            if name == "ema" and args.no_ema:
+                flag, value = "--no-ema", "(off)"
             raise UsageError(f"{flag} {_show(value)} differs from the run's {_show(current[name])} and cannot change "
                              f"on --resume (it defines the model, the data or the random streams); start a new run "
                              f"with another --out")
@@ -273,6 +306,7 @@ def _resumed_config(args, out, newest):
         if value is not None and value != getattr(cfg, name):
             changed[name] = [getattr(cfg, name), value]
             setattr(cfg, name, value)
+    cfg.max_time = args.max_time                  # a limit for this invocation, not a setting of the run
     if args.steps is not None and args.epochs is None and cfg.epochs is not None:
         changed["epochs"] = [cfg.epochs, None]   # --steps replaces an epoch budget
         cfg.epochs = None
@@ -393,7 +427,7 @@ def _fit_model_to_data(cfg, ds, resumed):
     from . import models
     shape, classes = tuple(ds.image_shape), len(ds.classes)
     want = {"image_shape": list(shape)} if shape != (1, 28, 28) else {}
-    if cfg.model == "cgan":
+    if cfg.model.startswith("cgan"):
         if classes < 2:
             raise UsageError(f"--model cgan needs labelled data (one subfolder per class for an image folder); "
                              f"{ds.name} has {classes} class")
@@ -401,7 +435,7 @@ def _fit_model_to_data(cfg, ds, resumed):
             want["num_classes"] = classes
     for key, value in want.items() if not resumed else ():
         cfg.model_args[key] = value
-    if cfg.model == "dcgan" and shape[1] in models.DCGAN_CHANNELS:   # one channel count per stage of this size
+    if cfg.model.startswith("dcgan") and shape[1] in models.DCGAN_CHANNELS:   # one channel count per stage of this size
         for flag, key, default in zip(("--g-hidden", "--d-hidden"), ("g_channels", "d_channels"),
                                       models.DCGAN_CHANNELS[shape[1]]):
             given = cfg.model_args.get(key)
@@ -409,7 +443,7 @@ def _fit_model_to_data(cfg, ds, resumed):
                 raise UsageError(f"{flag}: the dcgan for {shape[1]}x{shape[2]} images takes {len(default)} channel "
                                  f"counts, one per stage (default {','.join(map(str, default))}), got {len(given)}")
     have = (tuple(cfg.model_args.get("image_shape", (1, 28, 28))), cfg.model_args.get("num_classes", 10))
-    need = (shape, classes if cfg.model == "cgan" else have[1])
+    need = (shape, classes if cfg.model.startswith("cgan") else have[1])
     if have != need:
         raise UsageError(f"the data's images are {'x'.join(map(str, shape))} with {classes} classes, but the run's "
                          f"model takes {'x'.join(map(str, have[0]))} with {have[1]}: resume with the data it was "
@@ -442,7 +476,7 @@ def cmd_sample(args):
     from .images import save_grid
     from .training import load_run
     _use_backend(args)
-    gan, meta = load_run(args.run_dir)
+    gan, meta = load_run(args.run_dir, use_ema=not args.no_ema)
     args.label = _class_label(gan, meta, args.label)
     out = _output_file(args.out or Path(args.run_dir) / f"sample_seed{args.seed}.png", "--out")
     labels = None
@@ -463,7 +497,7 @@ def cmd_interpolate(args):
     from . import latent
     from .training import load_run
     _use_backend(args)
-    gan, meta = load_run(args.run_dir)
+    gan, meta = load_run(args.run_dir, use_ema=not args.no_ema)
     args.label = _class_label(gan, meta, args.label)
     if args.dim >= gan.latent_dim:
         raise UsageError(f"--dim: expected a latent dimension in 0..{gan.latent_dim - 1} for this run, got {args.dim}")
@@ -482,7 +516,7 @@ def cmd_evaluate(args):
     # progress goes to stderr, so that stdout holds only the report (or only the JSON)
     progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = metrics.evaluate_run(args.run_dir, n=args.n, seed=args.seed, batch=args.batch, data_dir=args.data_dir,
-                                  n_real=args.n_real, progress=progress)
+                                  n_real=args.n_real, progress=progress, use_ema=not args.no_ema)
     from .report import write_report
     write_report(args.run_dir)      # report.html gains the evaluation numbers
     print(json.dumps(result, indent=2) if args.json else metrics.format_report(result))
@@ -534,7 +568,7 @@ def cmd_inpaint(args):
     from .images import save_grid
     from .training import load_run
     _use_backend(args)
-    gan, meta = load_run(args.run_dir)
+    gan, meta = load_run(args.run_dir, use_ema=not args.no_ema)
     out = _output_file(args.out or Path(args.run_dir) / f"inpaint_{Path(str(args.mask)).stem}.png", "--out")
     labels = None
     if args.images:                       # your own digits: .npy (N, 28, 28) or (N, 1, 28, 28), or one PNG
@@ -626,7 +660,9 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a GAN and write a run folder")
-    t.add_argument("--model", choices=["mlp", "cgan", "dcgan"], default=None, help=f"(default: {d['model']})")
+    t.add_argument("--model", choices=list(RECIPES), default=None,
+                   help="mlp, cgan, dcgan: recipes tuned for good samples per CPU minute; mlp-tutorial, "
+                        f"cgan-tutorial, dcgan-tutorial: the seed tutorials' models and settings (default: {d['model']})")
     t.add_argument("--dataset", default=None, type=_path,
                    help=f"mnist, mnist-bundled, fashion-mnist, emnist-letters, or folder:PATH, a folder of your own "
                         f"PNG/JPEG/.npy images, one subfolder per class for labels (default: {d['dataset']})")
@@ -643,13 +679,23 @@ def build_parser():
     t.add_argument("--classes", default=None, type=_classes,
                    help="keep only these classes, e.g. 2 or 0,1,2 (default: all)")
     t.add_argument("--steps", type=_integer(1), default=None,
-                   help=f"generator steps (default: {DEFAULT_STEPS['mlp']} for mlp and cgan, "
-                        f"{DEFAULT_STEPS['dcgan']} for dcgan)")
+                   help="generator steps (default: the model's recipe: " + ", ".join(
+                       f"{k} {v['train']['steps']}" for k, v in RECIPES.items()) + ")")
+    t.add_argument("--max-time", type=_number(0, lo_open=True), default=None,
+                   help="stop after this many seconds of training, save, and exit 0 (default: off)")
     t.add_argument("--epochs", type=_number(0, lo_open=True), default=None,
                    help="train for this many passes over the data instead of --steps (default: off)")
-    t.add_argument("--batch-size", type=_integer(1, 65536), default=None, help="(default: 64)")
+    t.add_argument("--batch-size", type=_integer(1, 65536), default=None, help="(default: the model's recipe, 64 "
+                   "for the tutorials)")
     t.add_argument("--lr", type=_number(0, lo_open=True), default=None,
                    help=f"learning rate of both networks (default: {d['lr']:g}; 5e-5 for wgan, 1e-4 for wgan-gp)")
+    t.add_argument("--lr-d", type=_number(0, lo_open=True), default=None,
+                   help="D's learning rate, if not --lr (two time-scale updates) (default: --lr)")
+    t.add_argument("--lr-g", type=_number(0, lo_open=True), default=None, help="G's learning rate (default: --lr)")
+    t.add_argument("--ema", type=_number(0, 1, hi_open=True), default=None,
+                   help="sample and evaluate from an exponential moving average of G's weights with this decay "
+                        "(default: the model's recipe; off for the tutorials)")
+    t.add_argument("--no-ema", action="store_true", help="no moving average of G")
     t.add_argument("--beta1", type=_number(0, 1, hi_open=True), default=None,
                    help=f"Adam's beta1 (default: {d['beta1']})")
     t.add_argument("--k", type=_integer(1, 100), default=None,
@@ -671,6 +717,18 @@ def build_parser():
                    help="(default: rmsprop for wgan, else adam)")
     t.add_argument("--beta2", type=_number(0, 1, hi_open=True), default=None,
                    help=f"Adam's beta2 (default: 0.9 for wgan-gp, else {d['beta2']})")
+    t.add_argument("--d-dropout", type=_number(0, 1, hi_open=True), default=None,
+                   help="dropout rate in D (default: the model's recipe; 0 for mlp-tutorial, 0.3 for the others)")
+    t.add_argument("--activation", choices=["relu", "leaky_relu"], default=None,
+                   help="mlp: the hidden activation of G and D (default: the model's recipe; relu for mlp-tutorial)")
+    t.add_argument("--g-output", choices=["sigmoid", "tanh"], default=None,
+                   help="mlp: G's output activation (default: the model's recipe; sigmoid for mlp-tutorial)")
+    t.add_argument("--minibatch-std", action="store_true",
+                   help="mlp: D sees the batch's spread (Karras et al. 2018), against mode collapse "
+                        "(default: the model's recipe; off for mlp-tutorial)")
+    t.add_argument("--projection", action="store_true",
+                   help="cgan: a projection discriminator (Miyato & Koyama 2018) instead of a concatenated label "
+                        "(default: the model's recipe; off for cgan-tutorial)")
     t.add_argument("--spectral-norm", action="store_true",
                    help="spectral normalisation of every Dense/Conv2D layer of D (Miyato et al. 2018)")
     t.add_argument("--latent-dim", type=_integer(1, 8192), default=None,
@@ -710,6 +768,8 @@ def build_parser():
                    help="cgan: the class to draw, by index or name, e.g. 7 or A (default: every class)")
     s.add_argument("--seed", type=_integer(0, 2**32 - 1), default=1, help="(default: 1)")
     s.add_argument("--out", default=None, type=_path, help="PNG to write (default: RUN/sample_seedSEED.png)")
+    s.add_argument("--no-ema", action="store_true",
+                   help="use G's last weights, not their moving average (when the run kept one)")
     _add_backend(s)
     s.set_defaults(func=cmd_sample)
 
@@ -724,6 +784,8 @@ def build_parser():
                    help="cgan: the class for linear/slerp/sweep, by index or name (default: a different class per row)")
     i.add_argument("--seed", type=_integer(0, 2**32 - 1), default=1, help="(default: 1)")
     i.add_argument("--out", default=None, type=_path, help="PNG to write (default: RUN/interpolate_MODE.png)")
+    i.add_argument("--no-ema", action="store_true",
+                   help="use G's last weights, not their moving average (when the run kept one)")
     _add_backend(i)
     i.set_defaults(func=cmd_interpolate)
 
@@ -753,6 +815,8 @@ def build_parser():
     n.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0, help="(default: 0)")
     n.add_argument("--out", default=None, type=_path, help="PNG to write (default: RUN/inpaint_MASK.png)")
     n.add_argument("--save-npy", action="store_true", help="also save the completed images next to the PNG")
+    n.add_argument("--no-ema", action="store_true",
+                   help="use G's last weights, not their moving average (when the run kept one)")
     _add_backend(n)
     n.set_defaults(func=cmd_inpaint)
 
@@ -785,6 +849,8 @@ def build_parser():
                    help="use only the first N real test/train images (default: all)")
     e.add_argument("--json", action="store_true", help="print the whole result as JSON (progress goes to stderr)")
     e.add_argument("--quiet", action="store_true", help="no progress lines")
+    e.add_argument("--no-ema", action="store_true",
+                   help="use G's last weights, not their moving average (when the run kept one)")
     _add_backend(e)
     e.set_defaults(func=cmd_evaluate)
     return p

@@ -9,7 +9,8 @@ import numpy as np
 from . import backend, losses
 from .gradcheck import gradcheck
 from .layers import (AvgPool2D, MaxPool2D, BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
-                     LayerNorm, LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Tanh, Upsample2D, spectral_norm)
+                     LayerNorm, LeakyReLU, MinibatchStd, Projection, ReLU, Reshape, Sequential, Sigmoid, Tanh,
+                     Upsample2D, spectral_norm)
 from .penalty import GradientPenalty
 
 
@@ -46,6 +47,9 @@ def _cases():
         ("BatchNorm2d (train)", BatchNorm2d(3), dict(shape=(3, 3, 2, 2))),
         ("BatchNorm2d (eval)", BatchNorm2d(3).eval(), dict(shape=(3, 3, 2, 2))),
         ("LayerNorm", randomised(LayerNorm((2, 3, 3))), dict(shape=(3, 2, 3, 3))),
+        ("MinibatchStd", MinibatchStd(), dict(shape=(5, 4))),
+        ("Projection (cgan D head)", Projection(Sequential(Dense(6, 5, rng=15), LeakyReLU(0.2)), 5, 3, rng=16),
+         dict(inputs=np.concatenate([away_from_zero((4, 6)), np.eye(3)[[0, 2, 1, 1]]], axis=1))),
         ("SpectralNorm(Dense) (eval)", spectral_norm(Dense(5, 3, rng=13)).eval(), dict(shape=(4, 5))),
         ("SpectralNorm(Conv2D) (eval)", spectral_norm(Conv2D(2, 3, 3, stride=2, padding=1, rng=14)).eval(),
          dict(shape=(2, 2, 5, 5))),

@@ -365,8 +365,9 @@ def check_judgeable(gan, run_dir=None):
 
 def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_dir=None, judge=None,
                  checkpoint=None, k: int = 3, splits: int = 10, n_real: int | None = None,
-                 nn_queries: int = 2000, write: bool = True, progress=None) -> dict:
+                 nn_queries: int = 2000, write: bool = True, progress=None, use_ema: bool = True) -> dict:
     """Score a run's generator with the judge, next to real-data ceilings and a noise floor.
+    The generator is the moving average of G's weights when the run kept one (``use_ema``).
 
     Generates ``n`` samples (a conditional model: n / num_classes per class, and the judge's
     label accuracy on them), scores them against the real test images (the official 10,000
@@ -391,7 +392,7 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
-    gan, meta = load_run(run_dir, checkpoint)
+    gan, meta = load_run(run_dir, checkpoint, use_ema=use_ema)
     check_judgeable(gan, run_dir)
     if write:  # find out now, not after minutes of work, that the results cannot be written
         from .runfolder import check_writable
@@ -438,6 +439,7 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
     ref = real["summary"]
     result = {
         "run_dir": str(run_dir), "step": meta.get("step"), "model": meta.get("model", {}).get("kind"),
+        "weights": meta.get("weights"),
         "dataset": dataset, "n": int(n), "seed": seed, "backend": backend.name(),
         "judge": {"name": judge_name, "test_accuracy": judge.info.get("test_accuracy"),
                   "sha256": judge.info.get("sha256")},

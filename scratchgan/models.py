@@ -20,7 +20,8 @@ import numpy as np
 from . import backend
 from .init import make_rng
 from .layers import (BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
-                     LeakyReLU, ReLU, Reshape, Sequential, Sigmoid, Tanh, Upsample2D, spectral_norm as _sn)
+                     LeakyReLU, MinibatchStd, Projection, ReLU, Reshape, Sequential, Sigmoid, SpectralNorm, Tanh,
+                     Upsample2D, spectral_norm as _sn)
 
 __all__ = ["GAN", "mlp", "cgan", "dcgan", "build", "MODELS", "MNIST_SHAPE", "DCGAN_SIZES", "DCGAN_CHANNELS",
            "check_image_shape"]
@@ -194,31 +195,55 @@ def _mlp_stack(sizes, act, rng, init, dropout=0.0, seed=0):
 
 
 def mlp(latent_dim=100, g_hidden=(256,), d_hidden=(256,), noise="normal", seed=0, init="glorot_uniform",
-        spectral_norm=False, image_shape=MNIST_SHAPE):
+        spectral_norm=False, image_shape=MNIST_SHAPE, activation="relu", output="sigmoid", dropout=0.0,
+        minibatch_std=False):
     """The vanilla GAN of Goodfellow et al. (2014) as in the tutorials.
 
     G: z(100) -> Dense 256 -> ReLU -> Dense 784 -> Sigmoid (pixels in [0, 1]) -> (1, 28, 28);
     D: 784 -> Dense 256 -> ReLU -> Dense 1 (a logit). Deeper: g_hidden=(200, 500), d_hidden=(500, 200).
     image_shape=(C, H, W): 784 becomes C*H*W and G's output is reshaped to (C, H, W).
+    activation="leaky_relu": LeakyReLU(0.2) in both networks; output="tanh": pixels in [-1, 1];
+    dropout: in D after each hidden layer; minibatch_std=True: D sees the batch's spread after its
+    first hidden layer (layers/minibatch.py), which counters mode collapse.
     """
     shape = check_image_shape(image_shape, "mlp")
+    if activation not in ("relu", "leaky_relu") or output not in ("sigmoid", "tanh"):
+        raise ValueError(f"mlp: activation must be 'relu' or 'leaky_relu' and output 'sigmoid' or 'tanh', got "
+                         f"{activation!r}, {output!r}")
     n_pix = int(np.prod(shape))
     rng = make_rng(seed)
-    G = Sequential(*_mlp_stack([latent_dim, *g_hidden, n_pix], ReLU, rng, init), Sigmoid(), Reshape(*shape))
-    D = Sequential(Flatten(), *_spectral(_mlp_stack([n_pix, *d_hidden, 1], ReLU, rng, init), spectral_norm))
+    act = ReLU if activation == "relu" else (lambda: LeakyReLU(0.2))
+    G = Sequential(*_mlp_stack([latent_dim, *g_hidden, n_pix], act, rng, init),
+                   Sigmoid() if output == "sigmoid" else Tanh(), Reshape(*shape))
+    d_layers = _spectral(_mlp_stack([n_pix, *d_hidden, 1], act, rng, init, dropout=dropout, seed=seed * 1000 + 1),
+                         spectral_norm)
+    if minibatch_std:   # after the first hidden layer's activation (and dropout): one more input to the rest
+        first = 3 if dropout else 2
+        nxt = d_layers[first]
+        inner = nxt.layer if isinstance(nxt, SpectralNorm) else nxt
+        widened = Dense(inner.in_features + 1, inner.out_features, init=init, rng=rng)
+        d_layers[first] = _sn(widened, seed=first) if isinstance(nxt, SpectralNorm) else widened
+        d_layers.insert(first, MinibatchStd())
+    D = Sequential(Flatten(), *d_layers)
+    extra = {k: v for k, v in dict(activation=activation, output=output, dropout=dropout,
+                                   minibatch_std=minibatch_std).items()
+             if v != {"activation": "relu", "output": "sigmoid", "dropout": 0.0, "minibatch_std": False}[k]}
     cfg = dict(latent_dim=latent_dim, g_hidden=list(g_hidden), d_hidden=list(d_hidden), noise=noise,
-               seed=seed, init=init, **_extra(spectral_norm, shape))
-    return GAN("mlp", G, D, latent_dim, noise=noise, output="sigmoid", image_shape=shape, config=cfg)
+               seed=seed, init=init, **_extra(spectral_norm, shape), **extra)
+    return GAN("mlp", G, D, latent_dim, noise=noise, output=output, image_shape=shape, config=cfg)
 
 
 def cgan(latent_dim=128, num_classes=10, g_hidden=(256, 512), d_hidden=(512, 256), dropout=0.3,
-         noise="normal", seed=0, init="glorot_uniform", spectral_norm=False, image_shape=MNIST_SHAPE):
+         noise="normal", seed=0, init="glorot_uniform", spectral_norm=False, image_shape=MNIST_SHAPE,
+         projection=False):
     """Conditional GAN (Mirza & Osindero 2014): the one-hot label joins z and the image.
 
     G: [z(128), y(10)] -> 256 -> 512 -> 784 (LeakyReLU 0.2, Tanh out) -> (1, 28, 28);
     D: [x(784), y(10)] -> 512 -> 256 -> 1 (LeakyReLU 0.2, Dropout 0.3).
     image_shape=(C, H, W): 784 becomes C*H*W and G's output is reshaped to (C, H, W);
-    num_classes=26 for the EMNIST letters.
+    num_classes=26 for the EMNIST letters. projection=True: D is a projection discriminator
+    (Miyato & Koyama 2018), features phi(x) from the same stack without the last layer, and
+    D(x, y) = w . phi(x) + b + V[y] . phi(x) (layers/projection.py) instead of concatenating y.
     """
     shape = check_image_shape(image_shape, "cgan")
     n_pix = int(np.prod(shape))
@@ -228,11 +253,16 @@ def cgan(latent_dim=128, num_classes=10, g_hidden=(256, 512), d_hidden=(512, 256
         return LeakyReLU(0.2)
     G = Sequential(*_mlp_stack([latent_dim + num_classes, *g_hidden, n_pix], lrelu, rng, init), Tanh(),
                    Reshape(*shape))
-    D = Sequential(*_spectral(_mlp_stack([n_pix + num_classes, *d_hidden, 1], lrelu, rng, init, dropout=dropout,
-                                         seed=seed * 1000 + 1), spectral_norm))
+    if projection:   # phi: the stack up to its last hidden layer (its activation and dropout included)
+        phi = _mlp_stack([n_pix, *d_hidden, 1], lrelu, rng, init, dropout=dropout, seed=seed * 1000 + 1)[:-1]
+        D = Sequential(Projection(Sequential(*_spectral(phi, spectral_norm)), d_hidden[-1], num_classes, init=init,
+                                  rng=rng))
+    else:
+        D = Sequential(*_spectral(_mlp_stack([n_pix + num_classes, *d_hidden, 1], lrelu, rng, init, dropout=dropout,
+                                             seed=seed * 1000 + 1), spectral_norm))
     cfg = dict(latent_dim=latent_dim, num_classes=num_classes, g_hidden=list(g_hidden),
                d_hidden=list(d_hidden), dropout=dropout, noise=noise, seed=seed, init=init,
-               **_extra(spectral_norm, shape))
+               **_extra(spectral_norm, shape), **({"projection": True} if projection else {}))
     return GAN("cgan", G, D, latent_dim, noise=noise, output="tanh", num_classes=num_classes, image_shape=shape,
                config=cfg)
 
@@ -302,7 +332,10 @@ def dcgan(latent_dim=100, g_channels=None, d_channels=None, upsample="transposed
     return GAN("dcgan", G, D, latent_dim, noise=noise, output="tanh", image_shape=shape, config=cfg)
 
 
-MODELS = {"mlp": mlp, "cgan": cgan, "dcgan": dcgan}
+MODELS = {"mlp": mlp, "cgan": cgan, "dcgan": dcgan,
+          # the seed tutorials' models by name (their builders' defaults; the CLI's recipes for
+          # "mlp", "cgan" and "dcgan" choose other widths and settings: docs/results.md)
+          "mlp-tutorial": mlp, "cgan-tutorial": cgan, "dcgan-tutorial": dcgan}
 
 
 def build(kind: str, **kwargs) -> GAN:

@@ -23,6 +23,7 @@ a resumed run is bit-identical to an uninterrupted one on the CPU.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -37,6 +38,7 @@ from . import backend, losses, report
 from .checkpoint import (CheckpointError, arrays_path, latest_checkpoint, list_checkpoints, load_checkpoint,
                          read_meta, remove_checkpoint, save_checkpoint)
 from .atomic import atomic_write_bytes
+from .ema import EMA
 from .images import plot_losses, save_grid
 from .models import GAN, MODELS, build
 from .optim import Adam, RMSprop
@@ -76,6 +78,8 @@ class TrainConfig:
     epochs: float | None = None
     batch_size: int = 64
     lr: float = 2e-4
+    lr_d: float | None = None                        # D's (critic's) learning rate; None: lr
+    lr_g: float | None = None                        # G's learning rate; None: lr
     beta1: float = 0.5
     beta2: float = 0.999
     k: int = 1                                       # discriminator (critic) steps per generator step
@@ -93,6 +97,8 @@ class TrainConfig:
     checkpoint_every: int = 1000
     n_samples: int = 64                              # size of the fixed-noise sample grid
     keep_checkpoints: int = 3                        # the newest few are kept (at least 1)
+    ema: float | None = None                         # decay of an average of G's weights to sample from (ema.py)
+    max_time: float | None = None                    # stop (and save) after this many seconds of training
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -152,6 +158,11 @@ class TrainConfig:
         number("gp_weight", 0)
         if self.clip is not None:
             number("clip", 0, lo_open=True)
+        for name in ("lr_d", "lr_g", "max_time"):
+            if getattr(self, name) is not None:
+                number(name, 0, lo_open=True)
+        if self.ema is not None:
+            number("ema", 0, 1, hi_open=True)
         one_of("backend", ["numpy", "cupy"])
         one_of("dtype", ["float32", "float64"])
         return self
@@ -190,7 +201,9 @@ class Trainer:
         if self.n < config.batch_size:
             raise ValueError(f"batch size {config.batch_size} is larger than the data set ({self.n} images)")
         self.batches_per_epoch = self.n // config.batch_size
-        self.opt_G, self.opt_D = self._optimizer(gan.G), self._optimizer(gan.D)
+        self.opt_G = self._optimizer(gan.G, config.lr_g or config.lr)
+        self.opt_D = self._optimizer(gan.D, config.lr_d or config.lr)
+        self.ema = EMA(gan.G, config.ema, source=self.opt_G.flat_p) if config.ema else None
         self.loss = losses.make_loss(config.loss, config.g_loss, config.label_smoothing, config.gp_weight)
         self.penalty = None
         if self.loss.gradient_penalty:   # WGAN-GP: refuses a critic it cannot differentiate twice
@@ -207,6 +220,7 @@ class Trainer:
         self._saved_step = None
         self.history = []         # changes of settings on resume, kept in config.json
         self.stop_signal = None   # the signal (SIGINT, SIGTERM) that stopped the last train()
+        self.stopped_by_time = False  # the last train() ended at config.max_time
         self._saving = False
         self._abort_after_save = False
         # The fixed noise (and labels) every sample grid is drawn from.
@@ -222,11 +236,16 @@ class Trainer:
         self.fixed_z = gan.sample_noise(n_fixed, fixed_rng)
         self._init_monitor(labels, class_names, monitor_size)
 
-    def _optimizer(self, net):
+    def _optimizer(self, net, lr):
         cfg = self.config
         if cfg.optimizer == "rmsprop":
-            return RMSprop(net, lr=cfg.lr)
-        return Adam(net, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+            return RMSprop(net, lr=lr)
+        return Adam(net, lr=lr, betas=(cfg.beta1, cfg.beta2))
+
+    @property
+    def sampler(self) -> GAN:
+        """The GAN that samples are drawn from: G's moving average when --ema is on, else G."""
+        return self.gan if self.ema is None else dataclasses.replace(self.gan, G=self.ema.average)
 
     # ------------------------------------------------------------------ data and noise
     @property
@@ -280,6 +299,8 @@ class Trainer:
         self.opt_G.zero_grad()
         G.backward(gan.d_input_grad_to_images(d_in, fake.shape), g_cache, input_grad=False)  # z needs none
         self.opt_G.step()
+        if self.ema is not None:
+            self.ema.update()
         self.step += 1
         d_real_mean, d_fake_mean = loss.means(out_real, out_fake)
         return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real_mean, "d_fake": d_fake_mean}
@@ -313,7 +334,7 @@ class Trainer:
         if self.run_dir is not None:
             self._start_run_folder()
         on_cpu = self.xp is np
-        self.stop_signal, self._stop_requested = None, False
+        self.stop_signal, self._stop_requested, self.stopped_by_time = None, False, False
         previous = self._install_signal_handlers()
         bar = self._progress(total)
         last = {}
@@ -325,7 +346,8 @@ class Trainer:
         try:
             while self.step < total and not self._stop_requested:
                 out = self.train_step()
-                log_now = self.step % cfg.log_every == 0 or self.step == total
+                timed_out = cfg.max_time is not None and time.perf_counter() - t0 >= cfg.max_time
+                log_now = self.step % cfg.log_every == 0 or self.step == total or timed_out
                 save_now = self.run_dir is not None and self.step % cfg.checkpoint_every == 0
                 if on_cpu or log_now or save_now:  # on a GPU, fetch values only when logging or saving
                     values = {k: float(v) for k, v in out.items()}
@@ -344,9 +366,12 @@ class Trainer:
                     bar.update(1)
                 if self.run_dir is not None:
                     if self.step % cfg.sample_every == 0:
-                        self.on_interval(live=self.step < total and not self._stop_requested)
+                        self.on_interval(live=self.step < total and not self._stop_requested and not timed_out)
                     if save_now:
                         self.save()
+                if timed_out:                   # --max-time: stop here, like Ctrl-C, but not an interruption
+                    self.stopped_by_time = True
+                    break
             if self.run_dir is not None:
                 # Unless the loop's last iteration already wrote them:
                 if self.step % cfg.sample_every != 0:
@@ -358,6 +383,9 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self._restore_signal_handlers(previous)
+        if self.stopped_by_time and self.run_dir is not None:
+            self._say(f"stopped at the time limit ({cfg.max_time:g} s) at step {self.step}; checkpoint saved in "
+                      f"{self.run_dir}; continue with --resume")
         if self._stop_requested:
             self.stop_signal = self._stop_requested
             if self.run_dir is not None:
@@ -504,7 +532,7 @@ class Trainer:
         report.html (which reloads itself while ``live``). Returns {name: what was written};
         "monitor" is the report.MonitorGrid drawn."""
         run, step = self.run_dir, self.step
-        images = self.gan.generate(z=self.fixed_z, labels=self.fixed_labels)
+        images = self.sampler.generate(z=self.fixed_z, labels=self.fixed_labels)
         out = {"samples": save_grid(images, run / "samples" / f"step_{step:07d}.png", nrow=self.grid_nrow,
                                     output=self.gan.output)}
         save_grid(images, run / "samples.png", nrow=self.grid_nrow, output=self.gan.output)
@@ -519,7 +547,7 @@ class Trainer:
         """The monitor grid of the current step: the fixed real batch and the first fixed samples
         (``fixed_images``: G(fixed_z) when already computed), each with D's output."""
         if fixed_images is None:
-            fixed_images = self.gan.generate(z=self.fixed_z, labels=self.fixed_labels)
+            fixed_images = self.sampler.generate(z=self.fixed_z, labels=self.fixed_labels)
         idx = self.xp.asarray(self.monitor_fake_index)
         fake_labels = self.fixed_labels[idx] if self.gan.conditional else None
         return report.monitor_grid(self.gan, self.monitor_real, fixed_images[idx], self.monitor_real_labels,
@@ -531,6 +559,8 @@ class Trainer:
         arrays.update({f"D.{k}": v for k, v in self.gan.D.state_dict().items()})
         arrays.update({f"optG.{k}": v for k, v in self.opt_G.state_dict().items()})
         arrays.update({f"optD.{k}": v for k, v in self.opt_D.state_dict().items()})
+        if self.ema is not None:
+            arrays.update({f"Gema.{k}": v for k, v in self.ema.state_dict().items()})
         meta = {"step": self.step, "batch_index": self.batch_index, "noise_calls": self.noise_calls,
                 "train": asdict(self.config), "model": {"kind": self.gan.kind, **self.gan.config},
                 "dtype": str(self.gan.G.dtype), "backend": backend.name(), "format": "scratchgan-checkpoint-1"}
@@ -547,12 +577,16 @@ class Trainer:
                                   f"build the model with that dtype (scratchgan train --resume does)")
         _check_arrays(arrays)
         parts = {prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-                 for prefix in ("G.", "D.", "optG.", "optD.")}
+                 for prefix in ("G.", "D.", "optG.", "optD.", "Gema.")}
         try:
             self.gan.G.load_state_dict(parts["G."])
             self.gan.D.load_state_dict(parts["D."])
             self.opt_G.load_state_dict(parts["optG."])
             self.opt_D.load_state_dict(parts["optD."])
+            if self.ema is not None and parts["Gema."]:
+                self.ema.load_state_dict(parts["Gema."])
+            elif self.ema is not None:     # a run without an average so far: it starts from the loaded G
+                self.ema = EMA(self.gan.G, self.config.ema, source=self.opt_G.flat_p)
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint does not fit this model: {_message(exc)}") from None
         self.step, self.batch_index, self.noise_calls = meta["step"], meta["batch_index"], meta["noise_calls"]
@@ -654,9 +688,11 @@ def _check_arrays(arrays):
             raise CheckpointError(f"checkpoint array {name!r} holds NaN or inf values")
 
 
-def load_run(run_dir, checkpoint=None):
+def load_run(run_dir, checkpoint=None, use_ema: bool = True):
     """(gan, meta) from a run folder's newest (or a given) checkpoint, on the selected backend.
-    CheckpointError naming the file when it is missing, damaged or does not describe a model."""
+    With ``use_ema`` (the default) G gets the moving average of its weights when the run kept one
+    (--ema); meta["weights"] says which ("ema" or "raw"). CheckpointError naming the file when it
+    is missing, damaged or does not describe a model."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run folder" if not run_dir.exists() else
@@ -668,9 +704,14 @@ def load_run(run_dir, checkpoint=None):
     try:
         gan = _build_from_meta(meta)
         _check_arrays(arrays)
-        for net, prefix in ((gan.G, "G."), (gan.D, "D.")):
+        g_prefix = "Gema." if use_ema and any(k.startswith("Gema.") for k in arrays) else "G."
+        meta = dict(meta, weights="ema" if g_prefix == "Gema." else "raw")
+        for net, prefix in ((gan.G, g_prefix), (gan.D, "D.")):
             try:
-                net.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+                part = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+                if prefix == "Gema.":
+                    part.pop("updates", None)      # the average's update count, not a weight
+                net.load_state_dict(part)
             except (KeyError, ValueError, TypeError) as exc:
                 raise ValueError(f"{prefix[0]}: {_message(exc)}") from None
     except (CheckpointError, KeyError, ValueError, TypeError) as exc:

@@ -79,7 +79,10 @@ BACKEND = choice("numpy", "cupy")   # cupy: an error line where CuPy is missing,
 # flag -> strategy of valid values (small, so that a command that runs takes a second at most)
 SUBCOMMANDS = {
     "train": dict(prefix=["--steps", "2", "--batch-size", "8", "--quiet"], positional=None, flags={
-        "--model": choice("mlp", "cgan", "dcgan"), "--dataset": choice("mnist", "mnist-bundled", "fashion-mnist"),
+        "--model": choice("mlp", "cgan", "dcgan", "mlp-tutorial", "cgan-tutorial", "dcgan-tutorial"),
+        "--dataset": choice("mnist", "mnist-bundled", "fashion-mnist"),
+        "--ema": nums(0.9, 0.999), "--no-ema": FLAG, "--lr-d": nums(1e-4, 4e-4), "--lr-g": nums(1e-4, 4e-4),
+        "--max-time": nums(0.5, 60), "--d-dropout": nums(0, 0.3), "--projection": FLAG,
         "--data-dir": paths("mnist", "empty_dir", "new"), "--download": FLAG, "--classes": choice("2", "0,1", "7"),
         "--steps": ints(1, 3), "--epochs": nums(0.001, 0.002, 1e-9), "--batch-size": ints(2, 16),
         "--lr": nums(2e-4, 1e-3, 1e6), "--beta1": nums(0, 0.5, 0.999), "--k": ints(1, 2),
@@ -91,7 +94,8 @@ SUBCOMMANDS = {
         "--resume": FLAG, "--overwrite": FLAG, "--log-every": ints(1, 3), "--sample-every": ints(1, 3),
         "--checkpoint-every": ints(1, 3), "--quiet": FLAG, "--backend": BACKEND}),
     "sample": dict(prefix=[], positional=RUN, flags={
-        "--n": ints(1, 16), "--label": ints(0, 9), "--seed": ints(0, 5), "--out": OUT_FILE, "--backend": BACKEND}),
+        "--n": ints(1, 16), "--label": ints(0, 9), "--seed": ints(0, 5), "--out": OUT_FILE, "--no-ema": FLAG,
+        "--backend": BACKEND}),
     "interpolate": dict(prefix=[], positional=RUN, flags={
         "--mode": choice("linear", "slerp", "sweep", "classes"), "--steps": ints(2, 4), "--rows": ints(1, 2),
         "--dim": ints(0, 7), "--label": ints(0, 9), "--seed": ints(0, 5), "--out": OUT_FILE, "--backend": BACKEND}),
