@@ -191,6 +191,17 @@ def test_upsample2d(xp_backend, n, c, h, w, s, seed):
     check(sg.Upsample2D(s), _rng(seed).standard_normal((n, c, h, w)), seed=seed)
 
 
+@given(n=st.integers(2, 6), f=st.integers(1, 6), seed=seeds)
+def test_minibatch_std(xp_backend, n, f, seed):
+    X = _rng(seed).standard_normal((n, f))
+    check(sg.MinibatchStd(), X, seed=seed)
+    # structure: the appended column is the batch's mean per-feature standard deviation, for every item
+    Y, _ = sg.MinibatchStd(eps=1e-12).forward(_arr(X))
+    Y = backend.to_numpy(Y)
+    assert np.array_equal(Y[:, :f], X)
+    assert np.allclose(Y[:, f], np.std(X, axis=0).mean(), rtol=1e-9, atol=1e-9)
+
+
 # ---------------------------------------------------------------------------- chains
 # Chains with ReLU use fixed seeds (deterministic) rather than hypothesis: a drawn example
 # could place a pre-activation within h of the kink and fail for no real reason.
