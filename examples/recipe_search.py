@@ -4,7 +4,7 @@ budgets and score each with the project's judge, writing a table.
     python examples/recipe_search.py --model dcgan --budget 600 --data-dir ../shared/data/mnist --out runs/search-dcgan
     python examples/recipe_search.py --model mlp --budget 120 --trials tutorial,ema --parallel 2 ...
 
-Each trial is `scratchgan train --model ... FLAGS --steps 10000000 --max-time BUDGET` in its own
+Each trial is `scratchgan train --steps 10000000 --model ... FLAGS --max-time BUDGET` in its own
 process with one BLAS thread (OPENBLAS_NUM_THREADS=1), up to --parallel at a time (one per core: with
 two cores, two trials share the machine evenly). When all have trained, each is scored in this process
 with `metrics.evaluate_run` (10,000 samples against the official test set; the real-data reference is
@@ -24,6 +24,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+DEEP_MLP = ("--model mlp-tutorial --ema 0.999 --activation leaky_relu --g-output tanh --d-dropout 0.3 --minibatch-std "
+            "--g-hidden 256,512 --d-hidden 512,256")
+SMALL_DCGAN = "--model dcgan-tutorial --ema 0.999 --g-hidden 128,64,32 --d-hidden 32,64 --d-dropout 0 --lr 5e-4"
+# Each model's trials, by name. The search behind docs/results.md ran them in the rounds listed there
+# (--trials NAME,...); the later rounds refined the best of the earlier ones.
 TRIALS = {
     "mlp": {
         "tutorial": "--model mlp-tutorial",
@@ -43,6 +48,12 @@ TRIALS = {
         "leaky-tanh-drop-mbstd-deep": "--model mlp-tutorial --ema 0.999 --activation leaky_relu --g-output tanh "
                                       "--d-dropout 0.3 --minibatch-std --g-hidden 256,512 --d-hidden 512,256",
         "relu-mbstd": "--model mlp-tutorial --ema 0.999 --minibatch-std",
+        "deep-lr5e-4": DEEP_MLP + " --lr 5e-4",
+        "deep-ttur-g": DEEP_MLP + " --lr-g 4e-4 --lr-d 2e-4",
+        "gdeep": "--model mlp-tutorial --ema 0.999 --activation leaky_relu --g-output tanh --d-dropout 0.3 "
+                 "--minibatch-std --g-hidden 256,512 --d-hidden 256",
+        "deep-lr5e-4-decay": DEEP_MLP + " --lr 5e-4 --lr-decay linear --steps 7000",
+        "deep-lr1e-3": DEEP_MLP + " --lr 1e-3",
     },
     "cgan": {
         "tutorial": "--model cgan-tutorial",
@@ -67,15 +78,35 @@ TRIALS = {
                                 "--batch-size 32 --d-dropout 0 --lr 5e-4",
         "ema-small-b32-lr2e-4": "--model dcgan-tutorial --ema 0.999 --g-hidden 128,64,32 --d-hidden 32,64 "
                                 "--batch-size 32 --d-dropout 0 --lr 2e-4",
+        "ema-small-b32-lr5e-4-decay": SMALL_DCGAN + " --batch-size 32 --lr-decay linear --steps 7000",
+        "ema-small-b64-lr5e-4": SMALL_DCGAN + " --batch-size 64",
     },
 }
 
 
+def command(flags, args, run):
+    """The trial's training command. A trial's own --steps (for a --lr-decay schedule) comes after
+    the search's and wins; --max-time bounds it all the same."""
+    return [sys.executable, "-m", "scratchgan", "train", "--steps", "10000000", *shlex.split(flags),
+            "--max-time", str(args.budget), "--seed", str(args.seed), "--out", str(run), "--overwrite", "--quiet",
+            "--dataset", "mnist-bundled", "--checkpoint-every", "100000000", "--sample-every", "100000000"]
+
+
+def select(model, trials=None, extra=()):
+    """{name: flags}: all of TRIALS[model], or those named in the comma-separated ``trials`` ("" for
+    none), plus each NAME=FLAGS of ``extra``."""
+    grid = dict(TRIALS[model])
+    if trials is not None:
+        grid = {k: grid[k] for k in trials.split(",") if k}
+    for item in extra:
+        name, _, flags = item.partition("=")
+        grid[name] = flags
+    return grid
+
+
 def train(name, flags, args, out):
     run = out / name
-    cmd = [sys.executable, "-m", "scratchgan", "train", *shlex.split(flags), "--steps", "10000000",
-           "--max-time", str(args.budget), "--seed", str(args.seed), "--out", str(run), "--overwrite", "--quiet",
-           "--dataset", "mnist-bundled", "--checkpoint-every", "100000000", "--sample-every", "100000000"]
+    cmd = command(flags, args, run)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -99,12 +130,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     out = Path(args.out or f"runs/search-{args.model}")
     out.mkdir(parents=True, exist_ok=True)
-    grid = dict(TRIALS[args.model])
-    if args.trials:
-        grid = {k: grid[k] for k in args.trials.split(",")}
-    for extra in args.extra:
-        name, _, flags = extra.partition("=")
-        grid[name] = flags
+    grid = select(args.model, args.trials, args.extra)
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         trained = list(pool.map(lambda kv: train(kv[0], kv[1], args, out), grid.items()))
 

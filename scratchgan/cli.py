@@ -37,14 +37,25 @@ TUTORIAL = {"mlp": dict(model_args={}, train=dict(steps=10000, batch_size=64)),
             "cgan": dict(model_args={}, train=dict(steps=10000, batch_size=64)),
             "dcgan": dict(model_args={}, train=dict(steps=1000, batch_size=64))}
 RECIPES = {**{f"{k}-tutorial": v for k, v in TUTORIAL.items()},
-           "mlp": TUTORIAL["mlp"], "cgan": TUTORIAL["cgan"], "dcgan": TUTORIAL["dcgan"]}
+           # G 100-256-512-784 and D 784-512-256-1, LeakyReLU, tanh pixels, dropout and the batch's spread in D
+           "mlp": dict(model_args=dict(g_hidden=[256, 512], d_hidden=[512, 256], activation="leaky_relu",
+                                       output="tanh", dropout=0.3, minibatch_std=True),
+                       train=dict(steps=7500, batch_size=64, lr=1e-3, ema=0.999)),
+           # the tutorial's widths with a projection discriminator and no dropout, at a higher rate
+           "cgan": dict(model_args=dict(projection=True, dropout=0.0),
+                        train=dict(steps=20000, batch_size=64, lr=5e-4, ema=0.999)),
+           # narrower networks (many more, cheaper steps), no dropout in D, batch 32 at a higher rate;
+           # the widths are for 28x28 images (one count per stage), other sizes keep DCGAN_CHANNELS
+           "dcgan": dict(model_args=dict(dropout=0.0),
+                         channels={28: dict(g_channels=(128, 64, 32), d_channels=(32, 64))},
+                         train=dict(steps=9000, batch_size=32, lr=5e-4, ema=0.999))}
 # Defaults of the train flags. The parser itself defaults them to None, so that --resume can tell
 # a flag the user gave (to honour or refuse) from one left out.
 TRAIN_DEFAULTS = dict(model="mlp", dataset="mnist", loss="bce", optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999,
-                      k=1, g_loss="nonsaturating", label_smoothing=0.0, gp_weight=10.0, clip=None, dtype="float32",
-                      seed=0, log_every=50, sample_every=500, checkpoint_every=1000)
+                      k=1, lr_decay="none", g_loss="nonsaturating", label_smoothing=0.0, gp_weight=10.0, clip=None,
+                      dtype="float32", seed=0, log_every=50, sample_every=500, checkpoint_every=1000)
 # --resume honours these (the change is recorded in config.json's history) ...
-RESUMABLE = ("steps", "epochs", "lr", "lr_d", "lr_g", "beta1", "beta2", "k", "g_loss", "label_smoothing",
+RESUMABLE = ("steps", "epochs", "lr", "lr_d", "lr_g", "lr_decay", "beta1", "beta2", "k", "g_loss", "label_smoothing",
              "gp_weight", "clip", "log_every", "sample_every", "checkpoint_every")
 # ... and refuses a change of these: they define the model, the data, the objective or the random streams.
 FIXED_ON_RESUME = ("model", "dataset", "classes", "batch_size", "dtype", "seed", "loss", "optimizer", "ema",
@@ -189,14 +200,14 @@ def _model_args(args, model) -> dict:
         given["noise"] = args.noise
     if args.spectral_norm:
         given["spectral_norm"] = True
-    if args.projection:
+    if args.projection is not None:
         if not model.startswith("cgan"):
-            raise UsageError(f"--projection applies to the cgan models, not {model}")
-        given["projection"] = True
+            raise UsageError(f"--{'' if args.projection else 'no-'}projection applies to the cgan models, not {model}")
+        given["projection"] = args.projection
     if args.d_dropout is not None:
         given["dropout"] = args.d_dropout
     for flag, value, key in (("--activation", args.activation, "activation"), ("--g-output", args.g_output, "output"),
-                             ("--minibatch-std", args.minibatch_std or None, "minibatch_std")):
+                             ("--[no-]minibatch-std", args.minibatch_std, "minibatch_std")):
         if value is not None:
             if not model.startswith("mlp"):
                 raise UsageError(f"{flag} applies to the mlp models, not {model}")
@@ -230,13 +241,17 @@ def _new_config(args):
         value = getattr(args, name)
         return d.get(name) if value is None else value
 
-    model_args = {**recipe["model_args"], **_model_args(args, model)}
+    given = _model_args(args, model)
+    model_args = {**recipe["model_args"], **given}
+    if loss == "wgan-gp" and "minibatch_std" not in given:
+        # the penalty differentiates D twice, per sample; a layer that couples the batch has no such pass
+        model_args.pop("minibatch_std", None)
     ema = None if args.no_ema else pick("ema")
     return TrainConfig(
         model=model, model_args=model_args, dataset=pick("dataset"), classes=args.classes,
         steps=pick("steps"), epochs=args.epochs, batch_size=pick("batch_size"),
         loss=loss, optimizer=pick("optimizer"), lr=pick("lr"), lr_d=pick("lr_d"), lr_g=pick("lr_g"),
-        beta1=pick("beta1"), beta2=pick("beta2"), k=pick("k"), g_loss=pick("g_loss"),
+        lr_decay=pick("lr_decay"), beta1=pick("beta1"), beta2=pick("beta2"), k=pick("k"), g_loss=pick("g_loss"),
         label_smoothing=pick("label_smoothing"), gp_weight=pick("gp_weight"), clip=pick("clip"), ema=ema,
         max_time=args.max_time, seed=pick("seed"), backend=backend.name(), log_every=pick("log_every"),
         sample_every=pick("sample_every"), checkpoint_every=pick("checkpoint_every"), dtype=pick("dtype")).validate()
@@ -435,6 +450,9 @@ def _fit_model_to_data(cfg, ds, resumed):
             want["num_classes"] = classes
     for key, value in want.items() if not resumed else ():
         cfg.model_args[key] = value
+    # a recipe's channel counts are per image size (one count per stage); flags given win
+    for key, value in RECIPES[cfg.model].get("channels", {}).get(shape[1], {}).items() if not resumed else ():
+        cfg.model_args.setdefault(key, list(value))
     if cfg.model.startswith("dcgan") and shape[1] in models.DCGAN_CHANNELS:   # one channel count per stage of this size
         for flag, key, default in zip(("--g-hidden", "--d-hidden"), ("g_channels", "d_channels"),
                                       models.DCGAN_CHANNELS[shape[1]]):
@@ -692,6 +710,9 @@ def build_parser():
     t.add_argument("--lr-d", type=_number(0, lo_open=True), default=None,
                    help="D's learning rate, if not --lr (two time-scale updates) (default: --lr)")
     t.add_argument("--lr-g", type=_number(0, lo_open=True), default=None, help="G's learning rate (default: --lr)")
+    t.add_argument("--lr-decay", choices=["none", "linear"], default=None,
+                   help="'linear': both learning rates fall in a straight line to 0 at the last step "
+                        "(default: the model's recipe)")
     t.add_argument("--ema", type=_number(0, 1, hi_open=True), default=None,
                    help="sample and evaluate from an exponential moving average of G's weights with this decay "
                         "(default: the model's recipe; off for the tutorials)")
@@ -723,10 +744,10 @@ def build_parser():
                    help="mlp: the hidden activation of G and D (default: the model's recipe; relu for mlp-tutorial)")
     t.add_argument("--g-output", choices=["sigmoid", "tanh"], default=None,
                    help="mlp: G's output activation (default: the model's recipe; sigmoid for mlp-tutorial)")
-    t.add_argument("--minibatch-std", action="store_true",
+    t.add_argument("--minibatch-std", action=argparse.BooleanOptionalAction, default=None,
                    help="mlp: D sees the batch's spread (Karras et al. 2018), against mode collapse "
                         "(default: the model's recipe; off for mlp-tutorial)")
-    t.add_argument("--projection", action="store_true",
+    t.add_argument("--projection", action=argparse.BooleanOptionalAction, default=None,
                    help="cgan: a projection discriminator (Miyato & Koyama 2018) instead of a concatenated label "
                         "(default: the model's recipe; off for cgan-tutorial)")
     t.add_argument("--spectral-norm", action="store_true",
@@ -876,13 +897,14 @@ def main(argv=None):
     from .metrics import EvaluationDataMissing
     from .runfolder import RunFolderError
     from .training import DivergenceError
+    from .layers.base import DoubleBackwardError
     try:
         return args.func(args)
     except KeyboardInterrupt:  # train: a second Ctrl-C (a save in progress is never interrupted)
         _error("interrupted" + ("; the newest complete checkpoint is kept" if args.command == "train" else ""))
         return 128 + 2
     except (BackendError, CheckpointError, DataError, JudgeError, EvaluationDataMissing, RunFolderError,
-            ValueError) as exc:
+            DoubleBackwardError, ValueError) as exc:   # DoubleBackwardError: a WGAN-GP critic it cannot penalise
         _error(exc)
         return EXIT_USAGE
     except DivergenceError as exc:

@@ -98,6 +98,7 @@ class TrainConfig:
     n_samples: int = 64                              # size of the fixed-noise sample grid
     keep_checkpoints: int = 3                        # the newest few are kept (at least 1)
     ema: float | None = None                         # decay of an average of G's weights to sample from (ema.py)
+    lr_decay: str = "none"                           # "linear": both learning rates fall linearly to 0 at the last step
     max_time: float | None = None                    # stop (and save) after this many seconds of training
 
     @classmethod
@@ -163,6 +164,7 @@ class TrainConfig:
                 number(name, 0, lo_open=True)
         if self.ema is not None:
             number("ema", 0, 1, hi_open=True)
+        one_of("lr_decay", ["none", "linear"])
         one_of("backend", ["numpy", "cupy"])
         one_of("dtype", ["float32", "float64"])
         return self
@@ -275,6 +277,9 @@ class Trainer:
         """k discriminator steps and one generator step. Returns device scalars."""
         gan, cfg, loss = self.gan, self.config, self.loss
         G, D = gan.G, gan.D
+        if cfg.lr_decay == "linear":     # a function of the step alone, so a resumed run follows it exactly
+            scale = max(0.0, 1.0 - self.step / max(1, self.total_steps()))
+            self.opt_D.lr, self.opt_G.lr = scale * (cfg.lr_d or cfg.lr), scale * (cfg.lr_g or cfg.lr)
         for _ in range(cfg.k):
             x, y = self._real_batch()
             z, y_fake = self._noise(len(x))

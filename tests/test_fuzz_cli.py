@@ -83,6 +83,7 @@ SUBCOMMANDS = {
         "--dataset": choice("mnist", "mnist-bundled", "fashion-mnist"),
         "--ema": nums(0.9, 0.999), "--no-ema": FLAG, "--lr-d": nums(1e-4, 4e-4), "--lr-g": nums(1e-4, 4e-4),
         "--max-time": nums(0.5, 60), "--d-dropout": nums(0, 0.3), "--projection": FLAG,
+        "--lr-decay": choice("none", "linear"),
         "--data-dir": paths("mnist", "empty_dir", "new"), "--download": FLAG, "--classes": choice("2", "0,1", "7"),
         "--steps": ints(1, 3), "--epochs": nums(0.001, 0.002, 1e-9), "--batch-size": ints(2, 16),
         "--lr": nums(2e-4, 1e-3, 1e6), "--beta1": nums(0, 0.5, 0.999), "--k": ints(1, 2),

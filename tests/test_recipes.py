@@ -92,6 +92,28 @@ def test_separate_learning_rates():
     assert (tr.opt_D.lr, tr.opt_G.lr) == (1e-3, 1e-3)
 
 
+def test_linear_learning_rate_decay_follows_the_step_and_resumes_exactly(tmp_path):
+    tr = _trainer(lr=1e-3, lr_g=5e-4, lr_decay="linear")
+    seen = []
+    for _ in range(6):
+        tr.train_step()
+        seen.append((tr.opt_D.lr, tr.opt_G.lr))
+    # the rate of step t (0-based) is lr * (1 - t / T), T = 6: the last step still moves, the next would not
+    assert np.allclose(seen, [(1e-3 * (1 - t / 6), 5e-4 * (1 - t / 6)) for t in range(6)], rtol=1e-12)
+    assert _trainer(lr=1e-3).opt_D.lr == 1e-3 and _trainer(lr=1e-3).config.lr_decay == "none"
+    a = _trainer(tmp_path / "a", lr_decay="linear")
+    a.train()
+    b = _trainer(tmp_path / "b", lr_decay="linear")
+    b.train(steps=4)
+    b2 = _trainer(tmp_path / "b", lr_decay="linear")
+    assert b2.resume()
+    b2.train()
+    sa, sb = a.state()[0], b2.state()[0]
+    assert not [k for k in sa if not np.array_equal(H(sa[k]), H(sb[k]))], "resume with a decaying rate is not exact"
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig(lr_decay="cosine").validate()
+
+
 def test_max_time_stops_and_saves(tmp_path, monkeypatch):
     import scratchgan.training as training
     clock = iter(np.arange(0.0, 1000.0, 1.0))        # every call one second later
@@ -132,6 +154,38 @@ def test_default_recipes_are_recorded_in_the_run(model, tmp_path):
     for key, value in recipe["model_args"].items():
         if key not in ("g_channels", "d_channels", "g_hidden", "d_hidden"):
             assert train["model_args"][key] == value, key
+
+
+def test_recipe_switches_can_be_turned_off_and_give_way_to_wgan_gp(tmp_path, capsys):
+    small = ["--batch-size", "8", "--steps", "1", "--dataset", "mnist-bundled", "--quiet", "--g-hidden", "8",
+             "--d-hidden", "8"]
+
+    def model_of(name, *flags):
+        run = tmp_path / name
+        assert cli.main(["train", *small, "--out", str(run), *flags]) == 0
+        return json.loads((run / "config.json").read_text())["model"]
+    assert cli.RECIPES["mlp"]["model_args"]["minibatch_std"] and cli.RECIPES["cgan"]["model_args"]["projection"]
+    assert model_of("m", "--model", "mlp").get("minibatch_std") is True
+    assert "minibatch_std" not in model_of("m0", "--model", "mlp", "--no-minibatch-std")
+    # WGAN-GP differentiates D twice per sample: the recipe's batch-coupling layer gives way ...
+    assert "minibatch_std" not in model_of("gp", "--model", "mlp", "--loss", "wgan-gp")
+    # ... but one asked for is refused with the reason
+    assert cli.main(["train", *small, "--out", str(tmp_path / "gp2"), "--model", "mlp", "--loss", "wgan-gp",
+                     "--minibatch-std"]) != 0
+    assert "MinibatchStd" in capsys.readouterr().err
+    assert "projection" not in model_of("c0", "--model", "cgan", "--no-projection")
+    assert cli.main(["train", *small, "--out", str(tmp_path / "d"), "--model", "dcgan", "--no-projection"]) == 2
+
+
+def test_the_dcgan_recipe_widths_are_per_image_size_and_flags_win(tmp_path):
+    small = ["--model", "dcgan", "--batch-size", "8", "--steps", "1", "--dataset", "mnist-bundled", "--quiet"]
+    assert cli.main(["train", *small, "--out", str(tmp_path / "a")]) == 0
+    model = json.loads((tmp_path / "a" / "config.json").read_text())["model"]
+    widths = cli.RECIPES["dcgan"]["channels"][28]
+    assert (model["g_channels"], model["d_channels"]) == (list(widths["g_channels"]), list(widths["d_channels"]))
+    assert cli.main(["train", *small, "--g-hidden", "8,4,2", "--out", str(tmp_path / "b")]) == 0
+    model = json.loads((tmp_path / "b" / "config.json").read_text())["model"]
+    assert model["g_channels"] == [8, 4, 2] and model["d_channels"] == list(widths["d_channels"])
 
 
 def test_cli_ema_flags(tmp_path, capsys):
@@ -196,3 +250,21 @@ def test_cgan_with_a_projection_discriminator_trains_and_resumes(tmp_path):
     assert isinstance(gan.D[0], Projection) and meta["model"]["projection"] is True
     assert cli.main(["sample", str(run), "--label", "3", "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
     assert cli.main(["train", "--model", "mlp", "--projection", *TINY, "--steps", "1", "--out", str(tmp_path / "x")]) == 2
+
+
+# ---------------------------------------------------------------------------- the recipe search
+def test_recipe_search_trials_are_valid_train_commands(tmp_path):
+    import argparse
+    import runpy
+    from pathlib import Path
+    search = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "recipe_search.py"))
+    assert list(search["select"]("cgan", "", ["x=--model cgan --lr 1e-3"])) == ["x"]
+    assert list(search["select"]("mlp", "tutorial,ema")) == ["tutorial", "ema"]
+    args = argparse.Namespace(budget=60.0, seed=3)
+    cmd = search["command"]("--model mlp-tutorial --steps 700", args, tmp_path / "t")
+    parsed = cli.build_parser().parse_args(cmd[3:])
+    assert parsed.steps == 700 and parsed.max_time == 60.0 and parsed.seed == 3   # the trial's --steps wins
+    for model, grid in search["TRIALS"].items():   # every trial parses, and names a model of its family
+        for name, flags in grid.items():
+            parsed = cli.build_parser().parse_args(search["command"](flags, args, tmp_path / name)[3:])
+            assert parsed.model.split("-")[0] == model, name

@@ -331,13 +331,15 @@ def test_version(capsys):
 
 # ---------------------------------------------------------------------------- --resume and changed flags
 def test_resume_honours_and_records_a_changed_learning_rate(run, capsys):
-    rc, out, _ = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "8", "--lr", "1e-3",
+    _, meta = load_checkpoint(latest_checkpoint(run / "checkpoints"))
+    lr = meta["train"]["lr"]                     # the model's recipe
+    rc, out, _ = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "8", "--lr", str(lr / 3),
                          "--checkpoint-every", "1")
     assert rc == 0
     _, meta = load_checkpoint(latest_checkpoint(run / "checkpoints"))
-    assert meta["step"] == 8 and meta["train"]["lr"] == 1e-3 and meta["train"]["checkpoint_every"] == 1
+    assert meta["step"] == 8 and meta["train"]["lr"] == lr / 3 and meta["train"]["checkpoint_every"] == 1
     history = json.loads((run / "config.json").read_text())["history"]
-    assert history == [{"step": 6, "changed": {"steps": [6, 8], "lr": [0.0002, 0.001], "checkpoint_every": [2, 1]}}]
+    assert history == [{"step": 6, "changed": {"steps": [6, 8], "lr": [lr, lr / 3], "checkpoint_every": [2, 1]}}]
 
 
 @pytest.mark.parametrize("flag,value", [("--batch-size", "32"), ("--model", "cgan"), ("--seed", "3"),
