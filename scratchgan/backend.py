@@ -19,8 +19,8 @@ import numpy as np
 
 __all__ = [
     "use", "name", "xp", "array_module", "asarray", "to_numpy", "is_cupy_array",
-    "default_dtype", "set_default_dtype", "random_generator", "synchronize",
-    "as_strided", "tune_host_allocator", "BackendError",
+    "default_dtype", "set_default_dtype", "random_generator", "random_rows", "synchronize",
+    "as_strided", "tune_host_allocator", "set_threads", "threads", "available_cores", "BackendError",
 ]
 
 
@@ -135,6 +135,25 @@ def random_generator(xp_module, seed: int, counter: int):
     return xp_module.random.default_rng((int(seed) * 0x9E3779B1 + int(counter)) % (2**63))
 
 
+def random_rows(rng, shape, first_row: int, total_rows: int, dtype):
+    """Rows ``first_row .. first_row + shape[0] - 1`` of ``rng.random((total_rows,) + shape[1:])``:
+    one rank's part of a global batch's uniform draws (distributed.py), equal to the slice of the
+    whole draw. On NumPy the generator (PCG64: one 64-bit output per float64 value, one per two
+    float32 values) is advanced past the earlier rows instead of drawing them; CuPy's generators
+    cannot be advanced, so the whole draw is made and sliced."""
+    shape = tuple(shape)
+    if first_row == 0 and shape[0] == total_rows:
+        return rng.random(shape, dtype=dtype)
+    if not (isinstance(rng, np.random.Generator) and isinstance(rng.bit_generator, np.random.PCG64)):
+        return rng.random((total_rows,) + shape[1:], dtype=dtype)[first_row:first_row + shape[0]]
+    skip = first_row * int(np.prod(shape[1:], dtype=np.int64))
+    per_output = 2 if np.dtype(dtype) == np.float32 else 1
+    rng.bit_generator.advance(skip // per_output)
+    if skip % per_output:
+        rng.random(1, dtype=dtype)               # the second half of a 64-bit output
+    return rng.random(shape, dtype=dtype)
+
+
 def synchronize(xp_module=None) -> None:
     """Wait for the GPU to finish queued work (no-op on NumPy); for honest timings."""
     if (xp_module or _state["xp"]) is not np and _cupy is not None:
@@ -170,6 +189,36 @@ def tune_host_allocator() -> bool:
         return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(mallopt(M_MMAP_THRESHOLD, 256 * 2**20)) and bool(mallopt(M_TRIM_THRESHOLD, 2**30))
+
+
+_thread_limit = []   # the threadpoolctl limit in force (kept alive: dropping it would not undo it)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under taskset or a container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(n: int) -> int:
+    """Use ``n`` threads in the BLAS library's matrix products (OpenBLAS, MKL, BLIS: whichever
+    NumPy loaded), from now on, for the whole process. threadpoolctl does it at run time, for
+    every BLAS vendor, where environment variables act only before NumPy is imported.
+    Returns the number set. No effect on CuPy, which computes on the GPU."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise BackendError(f"threads must be an integer >= 1, got {n!r}")
+    from threadpoolctl import threadpool_limits
+    _thread_limit[:] = [threadpool_limits(limits=n, user_api="blas")]
+    return n
+
+
+def threads() -> int | None:
+    """The BLAS library's thread count now (None when no BLAS is found)."""
+    from threadpoolctl import threadpool_info
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return max(counts) if counts else None
 
 
 def _check_environment() -> None:

@@ -13,6 +13,7 @@ the G step, so G runs forward once):
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 import tracemalloc
@@ -22,7 +23,8 @@ import numpy as np
 from . import backend
 from .layers import Conv2D, ConvTranspose2D, Dense, Sequential
 
-__all__ = ["layer_flops", "model_flops", "iteration_flops", "gemm_rate", "bench_model", "bench_layers", "main"]
+__all__ = ["layer_flops", "model_flops", "iteration_flops", "gemm_rate", "bench_model", "bench_distributed",
+           "bench_layers", "main"]
 
 
 def layer_flops(layer, x_shape, y_shape) -> int:
@@ -117,6 +119,88 @@ def bench_model(kind: str, batch: int, repeats=5, warmup=2, seed=0, image_shape=
             "gflops": flops / med / 1e9, "peak_mem_mb": None if peak is None else peak / 2**20}
 
 
+def bench_distributed(kind: str, batch: int, comm, repeats=5, warmup=2, seed=0) -> dict:
+    """Time data-parallel trainer iterations over the ranks of ``comm`` at a global batch of
+    ``batch`` (batch / ranks items each), split into the time inside all-reduces and the rest
+    (compute). The all-reduce time includes waiting for the slowest rank. Returns the median
+    step's figures (every rank computes them; rank 0 reports)."""
+    from .models import build
+    from .training import TrainConfig, Trainer
+    gan = build(kind, seed=seed)
+    n = max(4 * batch, 256)
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(-1, 1, (n,) + tuple(gan.image_shape)).astype(backend.default_dtype())
+    labels = rng.integers(0, max(gan.num_classes, 1), n)
+    trainer = Trainer(gan, images, labels, TrainConfig(model=kind, batch_size=batch, seed=seed), quiet=True, comm=comm)
+    for _ in range(warmup):
+        trainer.train_step()
+    steps = []
+    for _ in range(repeats):
+        comm.barrier()                         # every rank starts the step together
+        seconds, nbytes, calls = comm.reduce_seconds, comm.reduce_bytes, comm.reduce_calls
+        t0 = time.perf_counter()
+        trainer.train_step()
+        backend.synchronize()
+        steps.append((time.perf_counter() - t0, comm.reduce_seconds - seconds, comm.reduce_bytes - nbytes,
+                      comm.reduce_calls - calls))
+    total, reduce, nbytes, calls = sorted(steps)[len(steps) // 2]
+    row = {"model": kind, "batch": batch, "ranks": comm.size, "per_rank_batch": batch // comm.size,
+           "ms_median": total * 1e3, "allreduce_ms": reduce * 1e3, "compute_ms": (total - reduce) * 1e3,
+           "bytes_per_step": nbytes, "allreduce_calls": calls, "gflop_per_iter": iteration_flops(gan, batch) / 1e9}
+    row["predicted"] = [predict_step(row["compute_ms"], nbytes, calls, n, gbit) for n in (8, 64) for gbit in (10, 100)]
+    return row
+
+
+LATENCY_US = 20.0    # one small message between machines over Ethernet/TCP (a few us on InfiniBand)
+
+
+def predict_step(compute_ms, nbytes, calls, ranks, gbit_per_s, latency_us=LATENCY_US) -> dict:
+    """The scaling model of docs/performance.md: a step on ``ranks`` machines, each with the
+    measured per-rank batch and compute time, joined by links of ``gbit_per_s``. A ring all-reduce
+    sends and receives 2 (N - 1) / N of the buffer per rank; each of the step's ``calls`` also
+    pays about 2 log2(N) message latencies (the small ones are latency-bound):
+
+        t_N = t_compute + 2 (N - 1) / N * bytes / bandwidth + calls * 2 log2(N) * latency
+
+    Returns the step time, the all-reduce share and the efficiency t_compute / t_N (the fraction
+    of N times one rank's throughput that N ranks reach)."""
+    transfer = 2 * (ranks - 1) / ranks * nbytes * 8 / (gbit_per_s * 1e9)
+    latency = calls * 2 * math.log2(ranks) * latency_us * 1e-6
+    t = compute_ms / 1e3 + transfer + latency
+    return {"ranks": ranks, "gbit_per_s": gbit_per_s, "ms_per_step": t * 1e3,
+            "allreduce_ms": (transfer + latency) * 1e3, "efficiency": compute_ms / 1e3 / t}
+
+
+def _main_distributed(args, comm) -> int:
+    """`scratchgan bench --distributed`, under mpiexec: rank 0 prints."""
+    result = {"backend": backend.name(), "dtype": str(backend.default_dtype()), "ranks": comm.size,
+              "blas_threads": backend.threads(), "models": []}
+    for kind in args.models:
+        for b in args.batch_sizes:
+            result["models"].append(bench_distributed(kind, b, comm, repeats=args.repeats))
+    if comm.rank != 0:
+        return 0
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"backend {result['backend']}, {result['dtype']}; {comm.size} ranks x {result['blas_threads']} BLAS "
+          f"thread(s); batch = global batch, split over the ranks")
+    print(f"{'model':<6} {'batch':>5} {'per rank':>8} {'ms/step':>8} {'compute':>8} {'allreduce':>9} "
+          f"{'MB reduced':>10} {'calls':>5}")
+    for r in result["models"]:
+        print(f"{r['model']:<6} {r['batch']:>5} {r['per_rank_batch']:>8} {r['ms_median']:>8.1f} "
+              f"{r['compute_ms']:>8.1f} {r['allreduce_ms']:>9.2f} {r['bytes_per_step'] / 1e6:>10.2f} "
+              f"{r['allreduce_calls']:>5}")
+    print(f"\npredicted on N machines, each with this per-rank batch and compute time "
+          f"(ring all-reduce, {LATENCY_US:g} us per message; docs/performance.md):")
+    print(f"{'model':<6} {'N':>3} {'link':>8} {'ms/step':>8} {'allreduce':>9} {'efficiency':>10}")
+    for r in result["models"]:
+        for p in r["predicted"]:
+            print(f"{r['model']:<6} {p['ranks']:>3} {p['gbit_per_s']:>4} Gb/s {p['ms_per_step']:>8.1f} "
+                  f"{p['allreduce_ms']:>9.2f} {100 * p['efficiency']:>9.0f}%")
+    return 0
+
+
 def dcgan_layers():
     """The DCGAN's conv layers (and a few others) at their batch-64 input shapes."""
     from .layers import BatchNorm2d, Dropout, LeakyReLU
@@ -149,7 +233,11 @@ def bench_layers(repeats=10) -> list[dict]:
     return rows
 
 
-def main(args) -> int:
+def main(args, comm=None) -> int:
+    """The bench command; data-parallel steps over ``comm``'s ranks with --distributed or under
+    mpiexec with more than one rank."""
+    if getattr(args, "distributed", False) or (comm is not None and comm.size > 1):
+        return _main_distributed(args, comm)
     models, batches = args.models, args.batch_sizes   # lists, parsed and checked by the CLI
     shapes = getattr(args, "image_shapes", None) or [None]   # (C, H, W) tuples; None: 1x28x28
     gemm = gemm_rate()

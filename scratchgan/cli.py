@@ -22,12 +22,16 @@ import argparse
 import errno
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# The ranks of a data-parallel command (train and bench under mpiexec), for the error paths of main().
+_RANKS = [None]
 
 # Each --model's recipe: builder arguments and training settings for the flags not given (a loss
 # family's own recipe, LOSS_DEFAULTS, comes first). The "-tutorial" models are the seed tutorials'
@@ -157,12 +161,31 @@ def _names(choices):
 
 
 # --------------------------------------------------------------------------- helpers
-def _use_backend(args):
+def _use_backend(args, comm=None):
+    """The backend (--backend, $SCRATCHGAN_BACKEND) and the BLAS threads: --threads, else
+    $SCRATCHGAN_THREADS, else the BLAS library's own choice; under mpiexec the machine's cores
+    shared among its ranks (``comm``), so that ranks do not fight over them."""
     from . import backend
     if args.backend:
         backend.use(args.backend)
     else:
         backend.name()  # a bad SCRATCHGAN_BACKEND is reported here, as an error line
+    n = getattr(args, "threads", None)
+    if n is None and os.environ.get("SCRATCHGAN_THREADS"):
+        text = os.environ["SCRATCHGAN_THREADS"]
+        if not text.isdigit() or int(text) < 1:
+            raise UsageError(f"SCRATCHGAN_THREADS={text!r}: expected an integer >= 1")
+        n = int(text)
+    if n is None and comm is not None and comm.size > 1:
+        n = max(1, backend.available_cores() // comm.local_size())
+    if n is not None:
+        backend.set_threads(n)
+
+
+def _note(msg):
+    """A "note: ..." line on stderr (from rank 0 alone in a data-parallel run)."""
+    if _RANKS[0] is None or _RANKS[0].rank == 0:
+        print(f"note: {msg}", file=sys.stderr, flush=True)
 
 
 def _say(args, msg):
@@ -344,9 +367,13 @@ def _show(value):
 def cmd_train(args):
     from . import backend, data, models
     from .checkpoint import list_checkpoints
+    from .distributed import from_environment
     from .runfolder import check_subfolders, check_writable, clear_run, run_files
     from .training import Trainer
-    _use_backend(args)
+    comm = _RANKS[0] = from_environment(required=args.distributed)   # mpiexec: data-parallel (distributed.py)
+    if comm.rank != 0:
+        args.quiet = True              # rank 0 speaks for all (errors excepted)
+    _use_backend(args, comm)
     out = Path(args.out or f"runs/{args.model or TRAIN_DEFAULTS['model']}")
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the run in --out and --overwrite replaces it: give one of them")
@@ -373,9 +400,11 @@ def cmd_train(args):
     gan = models.build(cfg.model, seed=cfg.seed, **cfg.model_args)
     scale = "tanh" if gan.output == "tanh" else "sigmoid"
     trainer = Trainer(gan, ds.as_float(scale=scale, dtype=backend.default_dtype()), ds.labels, cfg, run_dir=out,
-                      quiet=args.quiet, data_note=ds.source, class_names=ds.classes if gan.conditional else None)
+                      quiet=args.quiet, data_note=ds.source, class_names=ds.classes if gan.conditional else None,
+                      comm=comm)
     trainer.history = history
-    if args.overwrite:  # only now, when everything else has been checked: the old run goes
+    comm.barrier()      # every rank has checked the run folder before rank 0 changes it
+    if args.overwrite and comm.rank == 0:  # only now, when everything else has been checked: the old run goes
         kept = clear_run(out)
         if kept:
             print(f"note: --overwrite kept {len(kept)} file(s) that scratchgan did not write: "
@@ -383,7 +412,8 @@ def cmd_train(args):
                   file=sys.stderr)
     if not args.quiet:
         print(f"data: {ds.name} ({ds.split}), {len(ds):,} images from {ds.source}")
-        print(f"model: {cfg.model} on {backend.name()}  ->  {out}")
+        print(f"model: {cfg.model} on {backend.name()}  ->  {out}"
+              + (f"  ({comm.size} ranks, {cfg.batch_size // comm.size} items each per batch)" if comm.size > 1 else ""))
         gan.G.summary((gan.latent_dim + gan.num_classes,))
         gan.D.summary(gan.d_input_shape)
     if args.resume:
@@ -418,7 +448,7 @@ def _training_data(args, cfg):
         ds = data.image_folder(Path(path).expanduser(), channels=channels, image_size=size, skip_bad=args.skip_bad,
                                progress=not args.quiet)
         if ds.note:
-            print(f"note: {ds.note}", file=sys.stderr)
+            _note(ds.note)
         return ds.filter_classes(cfg.classes) if cfg.classes is not None else ds
     for flag, value, only in (("--channels", args.channels, 1), ("--image-size", args.image_size, 28)):
         if value is not None and value != only:
@@ -431,8 +461,7 @@ def _training_data(args, cfg):
         ds = data.load_dataset(cfg.dataset, split="train", data_dir=args.data_dir, download=args.download,
                                classes=cfg.classes, progress=not args.quiet)
     if ds.is_bundled:  # said even with --quiet
-        print(f"note: training on the {ds.source}; for the full data set use --data-dir DIR, "
-              "$SCRATCHGAN_DATA or --download", file=sys.stderr)
+        _note(f"training on the {ds.source}; for the full data set use --data-dir DIR, $SCRATCHGAN_DATA or --download")
     return ds
 
 
@@ -649,8 +678,10 @@ def cmd_gradcheck(args):
 
 def cmd_bench(args):
     from .bench import main as bench_main
-    _use_backend(args)
-    return bench_main(args)
+    from .distributed import from_environment
+    comm = _RANKS[0] = from_environment(required=args.distributed)
+    _use_backend(args, comm)
+    return bench_main(args, comm)
 
 
 # --------------------------------------------------------------------------- the parser
@@ -664,6 +695,9 @@ class _Parser(argparse.ArgumentParser):
 def _add_backend(p):
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
                    help="array backend (default: $SCRATCHGAN_BACKEND, else numpy)")
+    p.add_argument("--threads", type=_integer(1, 1024), default=None,
+                   help="threads for the CPU's matrix products (default: $SCRATCHGAN_THREADS, else the BLAS "
+                        "library's choice; under mpiexec the machine's cores divided among its ranks)")
 
 
 def build_parser():
@@ -772,6 +806,9 @@ def build_parser():
                         + " ... may change (recorded in config.json), the model and data may not")
     t.add_argument("--overwrite", action="store_true",
                    help="replace the run in --out (deletes only the files scratchgan wrote there)")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (docs/distributed.md); implied when mpiexec starts more "
+                        "than one rank: mpiexec -n 2 scratchgan train ... (needs pip install 'scratchgan[mpi]')")
     t.add_argument("--log-every", type=_integer(1), default=None,
                    help=f"steps between rows of metrics.csv (default: {d['log_every']})")
     t.add_argument("--sample-every", type=_integer(1), default=None,
@@ -854,6 +891,9 @@ def build_parser():
                    help="comma-separated CxHxW, e.g. 1x28x28,3x32x32,3x64x64 (default: 1x28x28)")
     b.add_argument("--layers", action="store_true", help="per-layer forward/backward times (DCGAN sizes)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
+    b.add_argument("--distributed", action="store_true",
+                   help="under mpiexec: time data-parallel steps over the ranks, split into compute and "
+                        "all-reduce, with the bytes reduced per step (docs/distributed.md)")
     _add_backend(b)
     b.set_defaults(func=cmd_bench)
 
@@ -884,6 +924,26 @@ def _error(message) -> None:
     print(f"error: {text}", file=sys.stderr, flush=True)
 
 
+def _failed(exc, code, message=None) -> int:
+    """Report an error and return the exit code. In a data-parallel run an error every rank meets
+    at the same point (a usage error, the divergence guard, ...) is said once, by rank 0; any other
+    is said by the rank it happened on, which then ends all ranks (MPI abort), so none is left
+    waiting in a collective."""
+    from .distributed import DistributedError, ReplicaDriftError
+    from .training import DivergenceError
+    comm = _RANKS[0]
+    if comm is None or comm.size == 1:
+        _error(message or exc)
+        return code
+    if isinstance(exc, (UsageError, DivergenceError, ReplicaDriftError, DistributedError)):
+        if comm.rank == 0:
+            _error(message or exc)
+        return code
+    _error(f"rank {comm.rank} of {comm.size}: {message or exc}; ending all ranks")
+    comm.abort(code)
+    return code
+
+
 def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
@@ -893,32 +953,36 @@ def main(argv=None):
     tune_host_allocator()  # the command owns its process: reuse freed host memory (docs/performance.md)
     from .checkpoint import CheckpointError
     from .data import DataError
+    from .distributed import DistributedError, ReplicaDriftError
     from .judge import JudgeError
     from .metrics import EvaluationDataMissing
     from .runfolder import RunFolderError
     from .training import DivergenceError
     from .layers.base import DoubleBackwardError
+    _RANKS[0] = None
     try:
         return args.func(args)
-    except KeyboardInterrupt:  # train: a second Ctrl-C (a save in progress is never interrupted)
-        _error("interrupted" + ("; the newest complete checkpoint is kept" if args.command == "train" else ""))
-        return 128 + 2
+    except KeyboardInterrupt as exc:  # train: a second Ctrl-C (a save in progress is never interrupted)
+        return _failed(exc, 128 + 2, "interrupted" + ("; the newest complete checkpoint is kept"
+                                                      if args.command == "train" else ""))
     except (BackendError, CheckpointError, DataError, JudgeError, EvaluationDataMissing, RunFolderError,
-            DoubleBackwardError, ValueError) as exc:   # DoubleBackwardError: a WGAN-GP critic it cannot penalise
-        _error(exc)
-        return EXIT_USAGE
-    except DivergenceError as exc:
-        _error(exc)
-        return EXIT_FAILED
-    except MemoryError:
-        _error("not enough memory for this model, batch or sample count; choose smaller ones")
-        return EXIT_FAILED
+            DoubleBackwardError, DistributedError, ValueError) as exc:   # DoubleBackwardError: a WGAN-GP critic it cannot penalise
+        return _failed(exc, EXIT_USAGE)
+    except (DivergenceError, ReplicaDriftError) as exc:
+        return _failed(exc, EXIT_FAILED)
+    except MemoryError as exc:
+        return _failed(exc, EXIT_FAILED, "not enough memory for this model, batch or sample count; choose smaller ones")
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
-        _error(f"{where}{exc.strerror or exc}")
         # The device failed under the work (disk full, I/O error, read-only remount): 1.
         # A path given that is missing, unreadable, too long or not writable: an input error, 2.
-        return EXIT_FAILED if exc.errno in _DEVICE_ERRORS else EXIT_USAGE
+        return _failed(exc, EXIT_FAILED if exc.errno in _DEVICE_ERRORS else EXIT_USAGE, f"{where}{exc.strerror or exc}")
+    except Exception as exc:
+        if _RANKS[0] is None or _RANKS[0].size == 1:
+            raise                      # a bug: the traceback says where
+        import traceback
+        traceback.print_exc()
+        return _failed(exc, EXIT_FAILED, f"{type(exc).__name__}: {exc}")
     finally:
         set_default_dtype(np.float32)  # in-process callers (tests, notebooks) get the default back
 

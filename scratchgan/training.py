@@ -19,6 +19,11 @@ All randomness is (seed, counter) based: noise for step t comes from
 random_generator(seed, t), data order from (seed, epoch), Dropout masks from each
 layer's own counter. A checkpoint therefore holds a few integers of random state, and
 a resumed run is bit-identical to an uninterrupted one on the CPU.
+
+Data-parallel (``comm``, distributed.py, under mpiexec): every rank draws the global batch's
+indices and noise and keeps its rows; the one call between each backward and its optimiser step,
+``comm.allreduce_mean(flat gradients)``, makes the step of the whole batch. The step's losses and a
+stop (signal, time limit) are agreed by all ranks every step; rank 0 alone writes the run folder.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend, losses, report
+from .distributed import Communicator, check_replicas, data_parallel
 from .checkpoint import (CheckpointError, arrays_path, latest_checkpoint, list_checkpoints, load_checkpoint,
                          read_meta, remove_checkpoint, save_checkpoint)
 from .atomic import atomic_write_bytes
@@ -51,6 +57,9 @@ __all__ = ["TrainConfig", "Trainer", "DivergenceError", "load_run", "MAX_LOSS", 
 # Parameter, gradient and Adam first-moment norms of a healthy run are below 1e4 for these models.
 MAX_LOSS = 1e6
 MAX_NORM = 1e8
+
+# A data-parallel run compares the ranks' copies of G and D this often (and before every checkpoint).
+REPLICA_CHECK_EVERY = 100
 
 
 # Each loss family's recipe from its paper, for the settings a caller leaves out (the CLI does).
@@ -177,14 +186,19 @@ class Trainer:
     """Trains one GAN on an (N, 1, 28, 28) float array, writing a run folder.
 
     trainer = Trainer(gan, images, labels, config, run_dir); trainer.train()
-    ``images`` are host arrays already scaled to the generator's output range.
+    ``images`` are host arrays already scaled to the generator's output range. ``comm``: the
+    ranks of a data-parallel run (distributed.py; each takes config.batch_size / comm.size items
+    of every batch); rank 0 alone writes to ``run_dir`` and prints.
     """
 
     def __init__(self, gan: GAN, images, labels, config: TrainConfig, run_dir=None, quiet=False, data_note="",
-                 class_names=None, monitor_size: int = report.MONITOR_SIZE):
+                 class_names=None, monitor_size: int = report.MONITOR_SIZE, comm: Communicator | None = None):
         config.validate()
-        self.gan, self.config, self.quiet = gan, config, quiet
+        self.comm = comm if comm is not None else Communicator()
+        self.rows = self.comm.rows(config.batch_size)     # this rank's items of each global batch
+        self.gan, self.config, self.quiet = gan, config, quiet or self.comm.rank != 0
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.writes = self.run_dir is not None and self.comm.rank == 0
         self.xp = backend.xp()
         if tuple(np.shape(images)[1:]) != tuple(gan.image_shape):
             raise ValueError(f"Trainer: the images are {'x'.join(map(str, np.shape(images)[1:]))} but the model "
@@ -206,6 +220,8 @@ class Trainer:
         self.opt_G = self._optimizer(gan.G, config.lr_g or config.lr)
         self.opt_D = self._optimizer(gan.D, config.lr_d or config.lr)
         self.ema = EMA(gan.G, config.ema, source=self.opt_G.flat_p) if config.ema else None
+        data_parallel(gan.G, self.comm)
+        data_parallel(gan.D, self.comm)
         self.loss = losses.make_loss(config.loss, config.g_loss, config.label_smoothing, config.gp_weight)
         self.penalty = None
         if self.loss.gradient_penalty:   # WGAN-GP: refuses a critic it cannot differentiate twice
@@ -259,18 +275,20 @@ class Trainer:
         if epoch != self._perm_epoch:
             order = np.random.default_rng([self.config.seed, epoch]).permutation(self.n)
             self._perm, self._perm_epoch = self.xp.asarray(order), epoch
-        idx = self._perm[i * self.config.batch_size:(i + 1) * self.config.batch_size]
+        idx = self._perm[i * self.config.batch_size:(i + 1) * self.config.batch_size][self.rows]
         self.batch_index += 1
         return self.images[idx], self.labels[idx]
 
-    def _noise(self, n):
+    def _noise(self):
+        """This rank's rows of the step's noise (and fake labels), drawn for the global batch."""
+        n = self.config.batch_size
         rng = backend.random_generator(self.xp, self.config.seed + 1, self.noise_calls)
         self.noise_calls += 1
         z = self.gan.sample_noise(n, rng)
         if not self.gan.conditional:
-            return z, None
+            return z[self.rows], None
         label_set = self.xp.asarray(self.label_set)
-        return z, label_set[rng.integers(0, len(label_set), size=n)]
+        return z[self.rows], label_set[rng.integers(0, len(label_set), size=n)][self.rows]
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict:
@@ -282,7 +300,7 @@ class Trainer:
             self.opt_D.lr, self.opt_G.lr = scale * (cfg.lr_d or cfg.lr), scale * (cfg.lr_g or cfg.lr)
         for _ in range(cfg.k):
             x, y = self._real_batch()
-            z, y_fake = self._noise(len(x))
+            z, y_fake = self._noise()
             fake, g_cache = G.forward(gan.g_input(z, y_fake))
             self.opt_D.zero_grad()
             real_in, fake_in = gan.d_input(x, y), gan.d_input(fake, y_fake)
@@ -293,6 +311,7 @@ class Trainer:
             D.backward(d_fake, cache_fake, input_grad=False)
             if self.penalty is not None:  # WGAN-GP: + lambda E[(||grad D(x_hat)|| - 1)^2] on interpolates
                 d_loss = d_loss + self._gradient_penalty(real_in, fake_in)
+            self.comm.allreduce_mean(self.opt_D.flat_g)   # data-parallel: the whole batch's gradient
             self.opt_D.step()
             if cfg.clip is not None:      # WGAN: keep the critic's weights in [-clip, clip]
                 backend.array_module(self.opt_D.flat_p).clip(self.opt_D.flat_p, -cfg.clip, cfg.clip,
@@ -303,6 +322,7 @@ class Trainer:
         d_in = D.backward(d_out, cache_fake)  # D's grads are cleared before its next step
         self.opt_G.zero_grad()
         G.backward(gan.d_input_grad_to_images(d_in, fake.shape), g_cache, input_grad=False)  # z needs none
+        self.comm.allreduce_mean(self.opt_G.flat_g)
         self.opt_G.step()
         if self.ema is not None:
             self.ema.update()
@@ -316,6 +336,7 @@ class Trainer:
         run draws them again exactly."""
         from .penalty import interpolates
         rng = backend.random_generator(np, self.config.seed + 2, self.noise_calls)   # host: N numbers
+        rng.bit_generator.advance(self.rows.start)   # this rank's rows of the global batch's draws
         x_hat, _ = interpolates(real_in, fake_in, rng)
         value, cache = self.penalty.forward(x_hat)
         self.penalty.backward(self.xp.ones_like(value), cache)
@@ -336,9 +357,11 @@ class Trainer:
         saved) when the guard finds the run blown up."""
         total = self.total_steps() if steps is None else steps
         cfg = self.config
-        if self.run_dir is not None:
+        if self.writes:
             self._start_run_folder()
+        self.comm.barrier()               # no rank starts before rank 0 has cleared the run folder
         on_cpu = self.xp is np
+        parallel = self.comm.size > 1
         self.stop_signal, self._stop_requested, self.stopped_by_time = None, False, False
         previous = self._install_signal_handlers()
         bar = self._progress(total)
@@ -352,9 +375,20 @@ class Trainer:
             while self.step < total and not self._stop_requested:
                 out = self.train_step()
                 timed_out = cfg.max_time is not None and time.perf_counter() - t0 >= cfg.max_time
+                if parallel:                    # every rank: the global batch's losses, one decision to stop
+                    values, timed_out = self._agree(out, timed_out)
                 log_now = self.step % cfg.log_every == 0 or self.step == total or timed_out
-                save_now = self.run_dir is not None and self.step % cfg.checkpoint_every == 0
-                if on_cpu or log_now or save_now:  # on a GPU, fetch values only when logging or saving
+                due_save = self.run_dir is not None and self.step % cfg.checkpoint_every == 0
+                save_now = due_save and self.writes
+                if parallel:
+                    self._check_losses(values)
+                    if due_save or self.step % REPLICA_CHECK_EVERY == 0:
+                        self.check_replicas()
+                    if due_save:
+                        self.check_saveable()   # on every rank, so a refusal stops them all
+                        if not self.writes:
+                            self._saved_step = self.step
+                elif on_cpu or log_now or save_now:  # on a GPU, fetch values only when logging or saving
                     values = {k: float(v) for k, v in out.items()}
                     self._check_losses(values)
                 if log_now:
@@ -369,7 +403,7 @@ class Trainer:
                                         sps=f"{sps:.0f}", refresh=False)
                 if bar is not None:
                     bar.update(1)
-                if self.run_dir is not None:
+                if self.writes:
                     if self.step % cfg.sample_every == 0:
                         self.on_interval(live=self.step < total and not self._stop_requested and not timed_out)
                     if save_now:
@@ -377,7 +411,10 @@ class Trainer:
                 if timed_out:                   # --max-time: stop here, like Ctrl-C, but not an interruption
                     self.stopped_by_time = True
                     break
-            if self.run_dir is not None:
+            if parallel and self.run_dir is not None and self.step != self._saved_step:
+                self.check_replicas()
+                self.check_saveable()
+            if self.writes:
                 # Unless the loop's last iteration already wrote them:
                 if self.step % cfg.sample_every != 0:
                     self.on_interval()
@@ -388,6 +425,10 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self._restore_signal_handlers(previous)
+        if parallel:
+            if self.run_dir is not None:
+                self._saved_step = self.step
+            self.comm.barrier()           # the checkpoint is on disk before any rank returns
         if self.stopped_by_time and self.run_dir is not None:
             self._say(f"stopped at the time limit ({cfg.max_time:g} s) at step {self.step}; checkpoint saved in "
                       f"{self.run_dir}; continue with --resume")
@@ -397,6 +438,28 @@ class Trainer:
                 self._say(f"stopped by {signal.Signals(self.stop_signal).name}: checkpoint saved at step "
                           f"{self.step} in {self.run_dir}; continue with --resume")
         return last
+
+    # ------------------------------------------------------------------ ranks of a data-parallel run
+    def _agree(self, out, timed_out):
+        """One small all-reduce per step: the losses averaged over the ranks (each rank's are of
+        its rows), and a stop (Ctrl-C, SIGTERM, --max-time) seen by any rank taken by all of them.
+        Returns (values, timed_out) and sets the stop request."""
+        names = list(out)
+        stop = self._stop_requested
+        v = np.array([float(out[k]) for k in names] + [stop == signal.SIGINT, stop == signal.SIGTERM, timed_out],
+                     dtype=np.float64)
+        self.comm.allreduce_sum(v)
+        values = {k: float(x) / self.comm.size for k, x in zip(names, v)}
+        if v[-3] or v[-2]:
+            self._stop_requested = signal.SIGINT if v[-3] else signal.SIGTERM
+        return values, bool(v[-1])
+
+    def check_replicas(self):
+        """ReplicaDriftError on every rank unless all ranks hold the same G, D (and G's average)."""
+        arrays = {"G": self.opt_G.flat_p, "D": self.opt_D.flat_p}
+        if self.ema is not None and self.ema.flat is not None:
+            arrays["G's average"] = self.ema.flat
+        check_replicas(self.comm, arrays, self.step)
 
     # ------------------------------------------------------------------ the divergence guard
     def _check_losses(self, values):
@@ -496,7 +559,7 @@ class Trainer:
         atomic_write_bytes(self.run_dir / "config.json", (json.dumps(meta, indent=2) + "\n").encode())
 
     def _log(self, row):
-        if self.run_dir is None:
+        if not self.writes:
             return
         path = self.run_dir / "metrics.csv"
         new = not path.exists()
@@ -596,15 +659,21 @@ class Trainer:
             raise CheckpointError(f"checkpoint does not fit this model: {_message(exc)}") from None
         self.step, self.batch_index, self.noise_calls = meta["step"], meta["batch_index"], meta["noise_calls"]
 
-    def save(self):
-        """Write a checkpoint of the current step. Refuses (DivergenceError) when any array is not
-        finite or the guard's bounds are exceeded, so no saved array is ever NaN or inf."""
+    def check_saveable(self) -> tuple[dict, dict]:
+        """The checkpoint's (arrays, meta), or DivergenceError when the guard's bounds are exceeded or
+        any array (buffers too: BatchNorm statistics) is not finite."""
         self.check_health()
         arrays, meta = self.state()
-        for name, a in arrays.items():   # buffers too (BatchNorm statistics): nothing non-finite is saved
+        for name, a in arrays.items():
             if np.dtype(a.dtype).kind == "f" and not bool(backend.array_module(a).isfinite(a).all()):
                 raise DivergenceError(f"training diverged at step {self.step}: {name} is not finite; "
                                       f"not saving it. {self._kept()}")
+        return arrays, meta
+
+    def save(self):
+        """Write a checkpoint of the current step. Refuses (DivergenceError) when any array is not
+        finite or the guard's bounds are exceeded, so no saved array is ever NaN or inf."""
+        arrays, meta = self.check_saveable()
         ckpt_dir = self.run_dir / "checkpoints"
         self._saving = True            # a signal now waits until the checkpoint is complete
         try:
@@ -643,7 +712,8 @@ class Trainer:
         except CheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
         self._saved_step = self.step
-        self._truncate_metrics()
+        if self.writes:
+            self._truncate_metrics()
         self._say(f"resumed from {path} (step {self.step})")
         return True
 

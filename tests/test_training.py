@@ -91,8 +91,8 @@ def _spy(tr, record):
         record.setdefault("y", []).append(T(y).copy())
         return x, y
 
-    def spy_noise(n):
-        z, y = noise(n)
+    def spy_noise():
+        z, y = noise()
         record.setdefault("z", []).append(z.copy())
         record.setdefault("y_fake", []).append(None if y is None else y.copy())
         return z, y

@@ -94,6 +94,10 @@ def _name(module) -> str:
 class Module:
     """Base class: parameters, gradients, buffers, train/eval mode."""
 
+    # A data-parallel run's Communicator (set on every layer by distributed.data_parallel), None in
+    # one process. The layers that look across the batch reduce their batch sums over the ranks.
+    comm = None
+
     def __init__(self):
         self.params: dict = {}
         self.grads: dict = {}

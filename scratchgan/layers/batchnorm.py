@@ -10,6 +10,10 @@ Train mode (m = number of values per channel, statistics over axes A):
     dX = (1 / (m * sigma)) * (m * dXhat - sum_A dXhat - Xhat * sum_A(dXhat * Xhat)),  dXhat = gamma * dY
        = (gamma / sigma) * (dY - mean_A(dY) - Xhat * mean_A(dY * Xhat))     (gamma is constant over A)
 
+In a data-parallel run (``comm`` set, distributed.py) A spans every rank's batch: the per-channel
+sums behind mu and var, and the two sums of dX, are all-reduced (SyncBatchNorm), so the ranks
+normalise with the statistics of the global batch, as one process would.
+
 Eval mode uses the running statistics, so the layer is a fixed affine map per channel:
 dX = dY * gamma / sqrt(running_var + eps). momentum and eps mean what they mean in
 torch.nn (momentum=0.1, eps=1e-5; momentum=None keeps a cumulative average).
@@ -52,12 +56,12 @@ class _BatchNorm(Module):
     def forward(self, X):
         self._check_input(X, ndim=self.ndim, dim=1, size=self.num_features, like=self.buffers["running_mean"])
         if self.training:
-            m = X.size // X.shape[1]
+            m = self._count(X)
             if m < 2:
                 raise ShapeError(f"{self!r}: train mode needs more than 1 value per channel, got input shape {X.shape}")
-            mu = X.mean(axis=self.axes)
+            mu = self._mean(X, m)
             Xc = X - self._shape(mu)
-            var = (Xc * Xc).mean(axis=self.axes)
+            var = self._mean(Xc * Xc, m)
             inv_std = 1.0 / (var + self.eps) ** 0.5
             Xhat = Xc
             Xhat *= self._shape(inv_std)  # reuse the centred buffer: one temporary fewer
@@ -89,6 +93,16 @@ class _BatchNorm(Module):
         self._check_grad(dY, Xhat.shape, Xhat.dtype, Xhat)
         return self._input_grad(dY, Xhat, inv_std, training, self._sums(dY, Xhat) if training else None)
 
+    def _count(self, X):
+        """m: the values per channel the statistics run over (on every rank, with ``comm``)."""
+        return X.size // X.shape[1] * (self.comm.size if self.comm is not None else 1)
+
+    def _mean(self, A, m):
+        """The per-channel mean over the axes A; with ``comm``, of the global batch (one all-reduce)."""
+        if self.comm is None:
+            return A.mean(axis=self.axes)
+        return self.comm.allreduce_sum(A.sum(axis=self.axes)) / m
+
     def _sums(self, dY, Xhat):
         """(sum_A dY, sum_A dY * Xhat) = (dbeta, dgamma): train mode's dX needs them too."""
         return dY.sum(axis=self.axes), (dY * Xhat).sum(axis=self.axes)
@@ -100,7 +114,10 @@ class _BatchNorm(Module):
         # dX = gamma * inv_std * (dY - mean_A(dY) - Xhat * mean_A(dY * Xhat)): the input
         # gradient needs the same two sums as the parameter gradients (docs/layers/batchnorm.md).
         sum_dY, sum_dY_Xhat = sums
-        m = Xhat.size // Xhat.shape[1]
+        m = self._count(Xhat)
+        if self.comm is not None:   # this rank's sums went into the parameter gradients; dX needs all ranks'
+            both = self.comm.allreduce_sum(backend.array_module(dY).concatenate(sums))
+            sum_dY, sum_dY_Xhat = both[:self.num_features], both[self.num_features:]
         dX = Xhat * self._shape(sum_dY_Xhat / m)
         dX += self._shape(sum_dY / m)
         backend.array_module(dY).subtract(dY, dX, out=dX)

@@ -5,7 +5,8 @@ scaled by 1 / (1 - p), so E[Y] = X; in eval mode the layer is the identity.
 
 The random state is two integers, (seed, calls): the mask of the k-th training call is
 drawn from a generator seeded by (seed, k), so a run resumed from a checkpoint draws
-exactly the masks it would have drawn, on either backend.
+exactly the masks it would have drawn, on either backend. In a data-parallel run (``comm`` set,
+distributed.py) each rank draws its rows of the global batch's mask, the masks of one process.
 
 Double backward (docs/double-backward.md): ddY = ddX * M / (1 - p) with the same mask.
 """
@@ -34,9 +35,16 @@ class Dropout(Module):
         if self.p == 1.0:
             mask = xp.zeros_like(X)
         else:
-            mask = (rng.random(X.shape, dtype=X.dtype) >= self.p).astype(X.dtype)
+            mask = (self._uniform(rng, X) >= self.p).astype(X.dtype)
             mask *= 1.0 / (1.0 - self.p)
         return X * mask, self.save_for_backward(mask, None)
+
+    def _uniform(self, rng, X):
+        """U[0, 1) draws of X's shape: with ``comm``, this rank's rows of the global batch's draws."""
+        if self.comm is None:
+            return rng.random(X.shape, dtype=X.dtype)
+        total = len(X) * self.comm.size
+        return backend.random_rows(rng, X.shape, self.comm.rows(total).start, total, X.dtype)
 
     def backward(self, dY, cache):
         """mask: the scaled keep-mask, or None when the layer was the identity (Y = X)."""

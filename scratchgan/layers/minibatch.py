@@ -10,7 +10,10 @@ Backward, with G = sum_n dY[n, F] the gradient reaching m (the appended column):
     dX[n, f] = dY[n, f] + G (X[n, f] - mu_f) / (F N s_f)
 
 (the derivative of mu_f cancels: sum_n (X[n, f] - mu_f) = 0). The layer couples the items of a
-batch, like batch norm, so it has no double backward (a WGAN-GP critic refuses it).
+batch, like batch norm, so it has no double backward (a WGAN-GP critic refuses it). In a
+data-parallel run (``comm`` set, distributed.py) n spans every rank's batch in train mode: the
+sums behind mu_f and s_f, and G, are all-reduced, as in SyncBatchNorm (in eval mode, e.g. rank 0
+scoring its monitor batch alone, the batch given is the batch).
 """
 from __future__ import annotations
 
@@ -30,25 +33,34 @@ class MinibatchStd(Module):
     def forward(self, X):
         self._check_input(X, ndim=2)
         N, F = X.shape
-        if N < 2:
+        ranks = self.comm.size if self.comm is not None and self.training else 1
+        if N * ranks < 2:
             raise ShapeError(f"{self!r}: needs a batch of at least 2 items to measure their spread, got shape {X.shape}")
         xp = backend.array_module(X)
-        Xc = X - X.mean(axis=0)
-        s = xp.sqrt((Xc * Xc).mean(axis=0) + self.eps)                  # (F,)
+        Xc = X - self._batch_mean(X, ranks)
+        s = xp.sqrt(self._batch_mean(Xc * Xc, ranks) + self.eps)         # (F,)
         m = s.mean()
         Y = xp.empty((N, F + 1), dtype=X.dtype)
         Y[:, :F] = X
         Y[:, F] = m
-        return Y, self.save_for_backward(Xc, s)
+        return Y, self.save_for_backward(Xc, s, ranks)
 
     def backward(self, dY, cache):
-        Xc, s = self.saved(cache)
+        Xc, s, ranks = self.saved(cache)
         N, F = Xc.shape
         self._check_grad(dY, (N, F + 1), Xc.dtype, Xc)
         G = dY[:, F].sum()
-        dX = Xc * (G / (F * N) / s)
+        if ranks > 1:
+            G = self.comm.allreduce_sum(G.reshape(1))[0]
+        dX = Xc * (G / (F * N * ranks) / s)
         dX += dY[:, :F]
         return dX
+
+    def _batch_mean(self, A, ranks):
+        """The mean over the batch's items: of every rank's batch when ``ranks`` > 1."""
+        if ranks == 1:
+            return A.mean(axis=0)
+        return self.comm.allreduce_sum(A.sum(axis=0)) / (len(A) * ranks)
 
     def extra_repr(self):
         return "" if self.eps == 1e-8 else f"eps={self.eps}"
