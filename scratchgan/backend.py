@@ -20,7 +20,7 @@ import numpy as np
 __all__ = [
     "use", "name", "xp", "array_module", "asarray", "to_numpy", "is_cupy_array",
     "default_dtype", "set_default_dtype", "random_generator", "random_rows", "synchronize",
-    "as_strided", "tune_host_allocator", "set_threads", "threads", "available_cores", "BackendError",
+    "as_strided", "tune_host_allocator", "set_threads", "threads", "available_cores", "idle_cores", "BackendError",
 ]
 
 
@@ -200,6 +200,30 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:   # not Linux
         return os.cpu_count() or 1
+
+
+def idle_cores(interval: float = 0.2) -> int:
+    """How many of this process's cores other processes leave free: their busy time over
+    ``interval`` seconds, read from /proc/stat while this process sleeps, in whole cores (at
+    least 1). Where /proc/stat cannot be read (not Linux), all available cores."""
+    import time
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+    def ticks():
+        with open("/proc/stat", encoding="ascii") as f:    # "cpuN user nice system idle iowait irq softirq steal ..."
+            rows = (line.split() for line in f if line.startswith("cpu") and line[3].isdigit())
+            return {int(r[0][3:]): (sum(map(int, r[1:9])), int(r[4]) + int(r[5])) for r in rows}
+    try:
+        before = ticks()
+        time.sleep(interval)
+        after = ticks()
+        busy = 0.0
+        for c in cores:
+            total, idle = after[c][0] - before[c][0], after[c][1] - before[c][1]
+            busy += (total - idle) / total if total > 0 else 0.0
+    except (OSError, KeyError, ValueError, IndexError):
+        return available_cores()
+    return max(1, len(cores) - round(busy))
 
 
 def set_threads(n: int) -> int:

@@ -12,9 +12,13 @@ the G step, so G runs forward once):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 
@@ -24,7 +28,7 @@ from . import backend
 from .layers import Conv2D, ConvTranspose2D, Dense, Sequential
 
 __all__ = ["layer_flops", "model_flops", "iteration_flops", "gemm_rate", "bench_model", "bench_distributed",
-           "bench_layers", "main"]
+           "bench_contention", "busy_core", "bench_layers", "main"]
 
 
 def layer_flops(layer, x_shape, y_shape) -> int:
@@ -201,6 +205,49 @@ def _main_distributed(args, comm) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def busy_core(cpu: int):
+    """Another process spinning on core ``cpu`` for the duration: a laptop's background job."""
+    loop = f"import os\nos.sched_setaffinity(0, {{{int(cpu)}}})\nwhile True:\n    pass\n"
+    proc = subprocess.Popen([sys.executable, "-c", loop])
+    try:
+        time.sleep(0.3)                        # started and pinned before anything is timed
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def bench_contention(kind: str, batch: int, repeats=5, threads=None) -> dict:
+    """A model's training step on an idle machine and with a busy process pinned to one core,
+    each at the thread count scratchgan picks then (``threads``: fixed instead): all idle cores,
+    i.e. one fewer when a core is busy (backend.idle_cores)."""
+    def timed():
+        n = threads or backend.idle_cores()
+        backend.set_threads(n)
+        return n, bench_model(kind, batch, repeats=repeats)["ms_median"]
+    n_idle, idle = timed()
+    with busy_core(max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0):
+        n_busy, busy = timed()
+    return {"model": kind, "batch": batch, "threads_idle": n_idle, "ms_idle": idle, "threads_busy": n_busy,
+            "ms_busy": busy, "busy_over_idle": busy / idle}
+
+
+def _main_contention(args) -> int:
+    rows = [bench_contention(kind, b, repeats=args.repeats, threads=args.threads)
+            for kind in args.models for b in args.batch_sizes]
+    if args.json:
+        print(json.dumps({"backend": backend.name(), "cores": backend.available_cores(), "models": rows}, indent=2))
+        return 0
+    print(f"backend {backend.name()}, {backend.available_cores()} cores; busy: another process spinning on one core; "
+          f"threads: {'--threads' if args.threads else 'as scratchgan picks them (the idle cores)'}")
+    print(f"{'model':<6} {'batch':>5} {'idle ms':>8} {'threads':>7} {'busy ms':>8} {'threads':>7} {'busy/idle':>9}")
+    for r in rows:
+        print(f"{r['model']:<6} {r['batch']:>5} {r['ms_idle']:>8.1f} {r['threads_idle']:>7} {r['ms_busy']:>8.1f} "
+              f"{r['threads_busy']:>7} {r['busy_over_idle']:>9.2f}")
+    return 0
+
+
 def dcgan_layers():
     """The DCGAN's conv layers (and a few others) at their batch-64 input shapes."""
     from .layers import BatchNorm2d, Dropout, LeakyReLU
@@ -238,6 +285,8 @@ def main(args, comm=None) -> int:
     mpiexec with more than one rank."""
     if getattr(args, "distributed", False) or (comm is not None and comm.size > 1):
         return _main_distributed(args, comm)
+    if getattr(args, "contention", False):
+        return _main_contention(args)
     models, batches = args.models, args.batch_sizes   # lists, parsed and checked by the CLI
     shapes = getattr(args, "image_shapes", None) or [None]   # (C, H, W) tuples; None: 1x28x28
     gemm = gemm_rate()

@@ -161,10 +161,17 @@ def _names(choices):
 
 
 # --------------------------------------------------------------------------- helpers
-def _use_backend(args, comm=None):
+# Set by the user, these fix the BLAS library's threads before NumPy loads it; scratchgan then leaves them.
+_BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def _use_backend(args, comm=None, heavy=False):
     """The backend (--backend, $SCRATCHGAN_BACKEND) and the BLAS threads: --threads, else
-    $SCRATCHGAN_THREADS, else the BLAS library's own choice; under mpiexec the machine's cores
-    shared among its ranks (``comm``), so that ranks do not fight over them."""
+    $SCRATCHGAN_THREADS; under mpiexec the machine's cores shared among its ranks (``comm``), so
+    that ranks do not fight over them; else, for the ``heavy`` commands (train, bench), the cores
+    other processes leave idle when it starts (backend.idle_cores; docs/performance.md): BLAS
+    threads on a core another process holds wait for it and slow every product several times.
+    Where $OPENBLAS_NUM_THREADS (or OMP_, MKL_, BLIS_) is set, that choice stands."""
     from . import backend
     if args.backend:
         backend.use(args.backend)
@@ -178,6 +185,12 @@ def _use_backend(args, comm=None):
         n = int(text)
     if n is None and comm is not None and comm.size > 1:
         n = max(1, backend.available_cores() // comm.local_size())
+    if n is None and heavy and backend.name() == "numpy" and not any(os.environ.get(v) for v in _BLAS_VARIABLES):
+        cores, idle = backend.available_cores(), backend.idle_cores()
+        if idle < cores:
+            n = idle
+            _note(f"{cores - idle} of {cores} cores are busy with other processes: using {idle} thread(s) for "
+                  f"matrix products (--threads N to choose)")
     if n is not None:
         backend.set_threads(n)
 
@@ -373,7 +386,7 @@ def cmd_train(args):
     comm = _RANKS[0] = from_environment(required=args.distributed)   # mpiexec: data-parallel (distributed.py)
     if comm.rank != 0:
         args.quiet = True              # rank 0 speaks for all (errors excepted)
-    _use_backend(args, comm)
+    _use_backend(args, comm, heavy=True)
     out = Path(args.out or f"runs/{args.model or TRAIN_DEFAULTS['model']}")
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the run in --out and --overwrite replaces it: give one of them")
@@ -680,7 +693,7 @@ def cmd_bench(args):
     from .bench import main as bench_main
     from .distributed import from_environment
     comm = _RANKS[0] = from_environment(required=args.distributed)
-    _use_backend(args, comm)
+    _use_backend(args, comm, heavy=not args.contention)   # --contention chooses with and without the busy core
     return bench_main(args, comm)
 
 
@@ -891,6 +904,9 @@ def build_parser():
                    help="comma-separated CxHxW, e.g. 1x28x28,3x32x32,3x64x64 (default: 1x28x28)")
     b.add_argument("--layers", action="store_true", help="per-layer forward/backward times (DCGAN sizes)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
+    b.add_argument("--contention", action="store_true",
+                   help="time the training steps again with a busy process pinned to one core, at the threads "
+                        "scratchgan picks then (docs/performance.md)")
     b.add_argument("--distributed", action="store_true",
                    help="under mpiexec: time data-parallel steps over the ranks, split into compute and "
                         "all-reduce, with the bytes reduced per step (docs/distributed.md)")

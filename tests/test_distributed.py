@@ -241,20 +241,6 @@ def test_distributed_without_mpi4py_is_a_clear_error(tmp_path, monkeypatch, caps
     assert not (tmp_path / "r").exists()
 
 
-def test_threads_flag_and_environment(monkeypatch, capsys):
-    pytest.importorskip("threadpoolctl")
-    before = backend.threads()
-    try:
-        backend.set_threads(1)
-        assert backend.threads() == 1
-        monkeypatch.setenv("SCRATCHGAN_THREADS", "two")
-        assert cli.main(["bench", "--models", "mlp", "--batch-sizes", "16", "--repeats", "1"]) == cli.EXIT_USAGE
-        assert "SCRATCHGAN_THREADS='two'" in capsys.readouterr().err
-    finally:
-        if before:
-            backend.set_threads(before)
-
-
 # --------------------------------------------------------------------------- part 2: real MPI ranks
 def _mpiexec():
     try:

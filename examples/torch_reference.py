@@ -1,0 +1,203 @@
+"""PyTorch's CPU build on the same GANs and the same training step, timed in the same run.
+
+What it measures, per thread count and model (the builders' tutorial defaults, as
+`scratchgan bench` uses them: mlp trained at batch 100, dcgan at batch 64):
+
+* train: one step of scratchgan's Trainer.train_step with k = 1 (training.py), and the same step
+  in torch: fake = G(z); D descends BCE(D(x), 1) + BCE(D(fake.detach()), 0) with Adam
+  (lr 2e-4, betas (0.5, 0.999)); then G descends BCE(D(fake), 1) (non-saturating) through the
+  updated D, on the same fake batch. float32, both models in train mode.
+* sample: G in eval mode on a fixed batch of 256 noise vectors (gan.generate in scratchgan).
+
+The torch models are translated layer by layer from scratchgan's G and D, with its initial
+weights, so both sides run the same architecture from the same start. Each figure is the median
+of --repeats calls after --warmup calls, torch and scratchgan timed back to back, so the ratio
+(scratchgan ms / torch ms) compares the two under the same machine load; the absolute times do not
+carry over from one machine, or one moment, to another.
+
+PyTorch is not a dependency of scratchgan. In a separate virtual environment, from the repository root:
+
+    python3 -m venv /tmp/torchvenv
+    /tmp/torchvenv/bin/pip install torch          # a CPU build (e.g. torch==2.13.0+cpu)
+    /tmp/torchvenv/bin/pip install numpy scipy matplotlib Pillow tqdm threadpoolctl
+    PYTHONPATH=. /tmp/torchvenv/bin/python examples/torch_reference.py
+    PYTHONPATH=. /tmp/torchvenv/bin/python examples/torch_reference.py --models dcgan --threads 1 --repeats 21 --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from scratchgan import backend
+from scratchgan.layers import (BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, LeakyReLU,
+                               ReLU, Reshape, Sigmoid, Tanh, Upsample2D)
+from scratchgan.models import build
+from scratchgan.training import TrainConfig, Trainer
+
+try:
+    import torch
+    from torch import nn
+    from torch.nn.functional import binary_cross_entropy_with_logits as bce
+except ImportError:
+    torch = None
+
+TRAIN_BATCH = {"mlp": 100, "dcgan": 64}
+SAMPLE_BATCH = 256
+
+# scratchgan layer type -> the torch.nn module with the same hyper-parameters (same meanings, same weight shapes).
+TRANSLATIONS = {
+    Dense: lambda m: nn.Linear(m.in_features, m.out_features, bias=m.use_bias),
+    Conv2D: lambda m: nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=m.use_bias),
+    ConvTranspose2D: lambda m: nn.ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                                                  m.output_padding, bias=m.use_bias),
+    BatchNorm1d: lambda m: nn.BatchNorm1d(m.num_features, m.eps, m.momentum, m.affine),
+    BatchNorm2d: lambda m: nn.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine),
+    LeakyReLU: lambda m: nn.LeakyReLU(m.negative_slope),
+    ReLU: lambda m: nn.ReLU(),
+    Tanh: lambda m: nn.Tanh(),
+    Sigmoid: lambda m: nn.Sigmoid(),
+    Dropout: lambda m: nn.Dropout(m.p),
+    Reshape: lambda m: nn.Unflatten(1, m.shape),
+    Flatten: lambda m: nn.Flatten(),
+    Upsample2D: lambda m: nn.Upsample(scale_factor=m.scale_factor, mode="nearest"),
+}
+
+
+def to_torch(model) -> "nn.Sequential":
+    """scratchgan Sequential -> torch.nn.Sequential with the same layers and current weights."""
+    modules = []
+    for layer in model.layers:
+        make = TRANSLATIONS.get(type(layer))   # exact type: a wrapper (SpectralNorm, ...) must not pass as its base
+        if make is None:
+            raise TypeError(f"torch_reference: no torch translation for {layer!r}; "
+                            f"translated: {', '.join(t.__name__ for t in TRANSLATIONS)}")
+        m = make(layer)
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                p.copy_(torch.from_numpy(np.asarray(layer.params[name])))   # copy_ checks the shapes
+            for name, b in m.named_buffers():   # BatchNorm's running statistics
+                if name in layer.buffers:
+                    b.copy_(torch.as_tensor(np.asarray(layer.buffers[name])))
+        modules.append(m)
+    torch_model = nn.Sequential(*modules)
+    n_torch = sum(p.numel() for p in torch_model.parameters())
+    n_ours = model.num_parameters()
+    assert n_torch == n_ours, f"parameter counts differ: torch {n_torch}, scratchgan {n_ours}"
+    return torch_model
+
+
+def median_ms(fn, repeats, warmup) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def setup(kind):
+    """Both sides of one model: (scratchgan train step, torch train step, scratchgan sample, torch sample)."""
+    gan, batch = build(kind), TRAIN_BATCH[kind]
+    G, D = to_torch(gan.G), to_torch(gan.D)   # before the Trainer: both start from the builder's weights
+    # The real data as `scratchgan bench` makes it (bench_model): random images in [-1, 1].
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (max(4 * batch, 256),) + tuple(gan.image_shape)).astype(np.float32)
+    trainer = Trainer(gan, images, None, TrainConfig(model=kind, batch_size=batch), quiet=True)
+
+    # foreach=True runs _multi_tensor_adam; torch has no foreach kernels for CPU tensors, so its
+    # _foreach_* ops loop over the tensors in C++ (the CPU default, foreach=None, would pick the
+    # Python for-loop _single_tensor_adam instead; fused=True the fused CPU kernel).
+    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
+    opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
+    pool = torch.from_numpy(images)
+    ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
+
+    def torch_train_step():
+        x = pool[torch.randint(len(pool), (batch,))]   # a copied batch and fresh noise, as the Trainer draws them
+        z = torch.randn(batch, gan.latent_dim)
+        fake = G(z)
+        opt_D.zero_grad()
+        loss_D = bce(D(x), ones) + bce(D(fake.detach()), zeros)
+        loss_D.backward()
+        opt_D.step()
+        # Through the updated D into G; D's gradients from this pass are cleared before its next step.
+        opt_G.zero_grad()
+        bce(D(fake), ones).backward()
+        opt_G.step()
+
+    z = np.random.default_rng(1).standard_normal((SAMPLE_BATCH, gan.latent_dim), dtype=np.float32)
+    z_t = torch.from_numpy(z)
+
+    def torch_sample():
+        G.eval()
+        with torch.inference_mode():
+            G(z_t)
+        G.train()
+
+    return trainer.train_step, torch_train_step, lambda: gan.generate(z=z), torch_sample
+
+
+def int_list(text):
+    values = [int(v) for v in text.split(",")]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return values
+
+
+def model_list(text):
+    kinds = text.split(",")
+    unknown = [k for k in kinds if k not in TRAIN_BATCH]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown model {unknown[0]!r}; choose from {', '.join(TRAIN_BATCH)}")
+    return kinds
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", type=model_list, default=list(TRAIN_BATCH), help="mlp,dcgan (default: both)")
+    p.add_argument("--threads", type=int_list, default=[1, 2], help="thread counts, e.g. 1,2 (default)")
+    p.add_argument("--repeats", type=int, default=7, help="timed calls per figure (median)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls before them")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = p.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0:
+        p.error("--repeats must be >= 1 and --warmup >= 0")
+    if torch is None:
+        print("error: this reference needs PyTorch (CPU build): pip install torch", file=sys.stderr)
+        return 2
+
+    backend.use("numpy")            # a CPU-against-CPU comparison, whatever SCRATCHGAN_BACKEND says
+    backend.tune_host_allocator()   # process-wide: torch's CPU allocator also takes its memory from malloc
+    models = {kind: setup(kind) for kind in args.models}
+    rows = []
+    for n in args.threads:
+        torch.set_num_threads(n)
+        backend.set_threads(n)
+        for kind, (sg_train, t_train, sg_sample, t_sample) in models.items():
+            for what, t_fn, sg_fn in ((f"train b{TRAIN_BATCH[kind]}", t_train, sg_train),
+                                      (f"sample b{SAMPLE_BATCH}", t_sample, sg_sample)):
+                t_ms = median_ms(t_fn, args.repeats, args.warmup)
+                sg_ms = median_ms(sg_fn, args.repeats, args.warmup)
+                rows.append({"threads": n, "model": kind, "what": what, "torch_ms": round(t_ms, 3),
+                             "scratchgan_ms": round(sg_ms, 3), "ratio": round(sg_ms / t_ms, 3)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"torch {torch.__version__}, numpy {np.__version__}; float32; median of {args.repeats} after "
+          f"{args.warmup} warm-up; ratio = scratchgan ms / torch ms, same run")
+    print(f"{'threads':>7} {'model':<6} {'what':<12} {'torch ms':>9} {'scratchgan ms':>13} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['threads']:>7} {r['model']:<6} {r['what']:<12} {r['torch_ms']:>9.2f} {r['scratchgan_ms']:>13.2f} "
+              f"{r['ratio']:>6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""BLAS threads: --threads, $SCRATCHGAN_THREADS, and the default that leaves a busy core alone
+(backend.idle_cores), measured by `scratchgan bench --contention` (docs/performance.md)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from scratchgan import backend, cli
+from scratchgan.bench import busy_core
+
+pytest.importorskip("threadpoolctl")
+
+
+@pytest.fixture
+def restore_threads():
+    before = backend.threads()
+    yield
+    if before:
+        backend.set_threads(before)
+
+
+def test_set_threads_sets_the_blas_pool_and_refuses_nonsense(restore_threads):
+    backend.set_threads(1)
+    assert backend.threads() == 1
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(backend.BackendError, match="threads must be an integer >= 1"):
+            backend.set_threads(bad)
+
+
+def test_threads_flag_and_environment(restore_threads, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("SCRATCHGAN_THREADS", "two")
+    assert cli.main(["bench", "--models", "mlp", "--batch-sizes", "16", "--repeats", "1"]) == cli.EXIT_USAGE
+    assert "SCRATCHGAN_THREADS='two': expected an integer >= 1" in capsys.readouterr().err
+    monkeypatch.setenv("SCRATCHGAN_THREADS", "1")
+    assert cli.main(["train", "--steps", "1", "--out", str(tmp_path / "a"), "--quiet"]) == cli.EXIT_OK
+    assert backend.threads() == 1
+    assert cli.main(["train", "--steps", "1", "--out", str(tmp_path / "b"), "--quiet", "--threads", "0"]) == \
+        cli.EXIT_USAGE
+    assert "argument --threads: expected an integer in 1..1024, got 0" in capsys.readouterr().err
+
+
+def test_idle_cores_counts_a_busy_core_out():
+    cores = backend.available_cores()
+    assert 1 <= backend.idle_cores() <= cores
+    if cores < 2:
+        pytest.skip("one core: nothing to leave to the other process")
+    with busy_core(max(os.sched_getaffinity(0))):
+        assert backend.idle_cores() <= cores - 1      # other load can only lower it
+
+
+def test_train_leaves_a_busy_core_alone_unless_blas_threads_are_set(restore_threads, monkeypatch, capsys, tmp_path):
+    cores = backend.available_cores()
+    if cores < 2:
+        pytest.skip("needs 2 cores")
+    for name in cli._BLAS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("SCRATCHGAN_THREADS", raising=False)
+    backend.set_threads(cores)
+    with busy_core(max(os.sched_getaffinity(0))):
+        assert cli.main(["train", "--steps", "1", "--out", str(tmp_path / "a"), "--quiet"]) == cli.EXIT_OK
+        assert "busy with other processes: using" in capsys.readouterr().err
+        assert backend.threads() <= cores - 1
+        backend.set_threads(cores)
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", str(cores))   # the user's choice stands
+        assert cli.main(["train", "--steps", "1", "--out", str(tmp_path / "b"), "--quiet"]) == cli.EXIT_OK
+        assert "busy with other processes" not in capsys.readouterr().err
+        assert backend.threads() == cores
+
+
+def test_bench_contention_reports_idle_and_busy_steps(restore_threads, capsys):
+    import json
+    assert cli.main(["bench", "--contention", "--models", "mlp", "--batch-sizes", "16", "--repeats", "1",
+                     "--json"]) == cli.EXIT_OK
+    row = json.loads(capsys.readouterr().out)["models"][0]
+    assert row["ms_idle"] > 0 and row["ms_busy"] > 0
+    assert row["busy_over_idle"] == pytest.approx(row["ms_busy"] / row["ms_idle"])
+    assert 1 <= row["threads_busy"] <= row["threads_idle"] <= backend.available_cores()
