@@ -389,7 +389,7 @@ class _BNMissingXhatTerm(sg.BatchNorm1d):
     with an all-ones upstream gradient, so only a random upstream catches it."""
 
     def backward(self, dY, cache):
-        Xhat, inv_std, training = self.saved(cache)
+        Xhat, inv_std, training, _ = self.saved(cache)   # train mode: (Xhat, 1/sigma, True, None)
         self.grads["weight"] += (dY * Xhat).sum(axis=0)
         self.grads["bias"] += dY.sum(axis=0)
         dXhat = dY * self.params["weight"]

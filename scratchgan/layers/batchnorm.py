@@ -73,15 +73,22 @@ class _BatchNorm(Module):
             rm += f * mu
             rv *= 1 - f
             rv += (f * m / (m - 1)) * var
-        else:
+        else:   # one affine map per channel, Y = X * scale + shift: two passes (sampling's hot path)
             inv_std = 1.0 / (self.buffers["running_var"] + self.eps) ** 0.5
-            Xhat = (X - self._shape(self.buffers["running_mean"])) * self._shape(inv_std)
+            mean = self.buffers["running_mean"].copy()       # the backward's Xhat uses these statistics
+            scale = inv_std * self.params["weight"] if self.affine else inv_std
+            shift = (self.params["bias"] - mean * scale) if self.affine else -mean * scale
+            Y = X * self._shape(scale)
+            Y += self._shape(shift)
+            return Y, self.save_for_backward(X, inv_std, False, mean)
         Y = Xhat * self._shape(self.params["weight"]) + self._shape(self.params["bias"]) if self.affine else Xhat.copy()
-        return Y, self.save_for_backward(Xhat, inv_std, self.training)
+        return Y, self.save_for_backward(Xhat, inv_std, True, None)
 
     def backward(self, dY, cache):
-        Xhat, inv_std, training = self.saved(cache)
+        Xhat, inv_std, training, mean = self.saved(cache)
         self._check_grad(dY, Xhat.shape, Xhat.dtype, Xhat)
+        if not training and self.affine:   # the eval cache holds X: dgamma needs Xhat
+            Xhat = (Xhat - self._shape(mean)) * self._shape(inv_std)
         sums = self._sums(dY, Xhat) if self.affine or training else None
         if self.affine:
             self.grads["bias"] += sums[0]
@@ -89,7 +96,7 @@ class _BatchNorm(Module):
         return self._input_grad(dY, Xhat, inv_std, training, sums)
 
     def backward_input(self, dY, cache):
-        Xhat, inv_std, training = self.saved(cache)
+        Xhat, inv_std, training, _ = self.saved(cache)   # eval: X, unused (dX = dY * gamma / sigma)
         self._check_grad(dY, Xhat.shape, Xhat.dtype, Xhat)
         return self._input_grad(dY, Xhat, inv_std, training, self._sums(dY, Xhat) if training else None)
 

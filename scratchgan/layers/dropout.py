@@ -35,7 +35,8 @@ class Dropout(Module):
         if self.p == 1.0:
             mask = xp.zeros_like(X)
         else:
-            mask = (self._uniform(rng, X) >= self.p).astype(X.dtype)
+            mask = self._uniform(rng, X)
+            xp.greater_equal(mask, self.p, out=mask)       # the keep-mask as 1.0 / 0.0, in the draws' buffer
             mask *= 1.0 / (1.0 - self.p)
         return X * mask, self.save_for_backward(mask, None)
 
