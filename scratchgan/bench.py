@@ -7,8 +7,9 @@ For one training iteration with k = 1 (the trainer reuses the D step's fake batc
 the G step, so G runs forward once):
 
     G: forward F_G + backward 2 F_G without the first layer's input gradient  = 3 F_G - F_G1
-    D: forward on real, fake, fake again (3 F_D) + three backwards (6 F_D) without the
-       first layer's input gradient for the two real/fake D-step passes       = 9 F_D - 2 F_D1
+    D: forward on real, fake, fake again (3 F_D); the D step's two backwards (4 F_D) without
+       the first layer's input gradient; the G step's backward to the images, input
+       gradients only (F_D: D's weights do not move in the G step)            = 8 F_D - 2 F_D1
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def iteration_flops(gan, batch: int) -> int:
     d_in = gan.d_input_shape
     FG, FG1 = model_flops(gan.G, g_in, batch)
     FD, FD1 = model_flops(gan.D, d_in, batch)
-    return 3 * FG - FG1 + 9 * FD - 2 * FD1
+    return 3 * FG - FG1 + 8 * FD - 2 * FD1
 
 
 def _time(fn, repeats, warmup=2):

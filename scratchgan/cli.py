@@ -168,7 +168,7 @@ _BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
 def _use_backend(args, comm=None, heavy=False):
     """The backend (--backend, $SCRATCHGAN_BACKEND) and the BLAS threads: --threads, else
     $SCRATCHGAN_THREADS; under mpiexec the machine's cores shared among its ranks (``comm``), so
-    that ranks do not fight over them; else, for the ``heavy`` commands (train, bench), the cores
+    that ranks do not fight over them; else, for the ``heavy`` commands (train, bench, evaluate, inpaint), the cores
     other processes leave idle when it starts (backend.idle_cores; docs/performance.md): BLAS
     threads on a core another process holds wait for it and slow every product several times.
     Where $OPENBLAS_NUM_THREADS (or OMP_, MKL_, BLIS_) is set, that choice stands."""
@@ -572,7 +572,7 @@ def cmd_interpolate(args):
 
 def cmd_evaluate(args):
     from . import metrics
-    _use_backend(args)
+    _use_backend(args, heavy=True)
     # progress goes to stderr, so that stdout holds only the report (or only the JSON)
     progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = metrics.evaluate_run(args.run_dir, n=args.n, seed=args.seed, batch=args.batch, data_dir=args.data_dir,
@@ -627,7 +627,7 @@ def cmd_inpaint(args):
     from . import backend, data, inpaint
     from .images import save_grid
     from .training import load_run
-    _use_backend(args)
+    _use_backend(args, heavy=True)
     gan, meta = load_run(args.run_dir, use_ema=not args.no_ema)
     out = _output_file(args.out or Path(args.run_dir) / f"inpaint_{Path(str(args.mask)).stem}.png", "--out")
     labels = None

@@ -8,7 +8,8 @@ generator loss by default. One training step is:
 
 The fake batch of the last D step is reused for the G step (as in the PyTorch DCGAN
 recipe): G's forward cache is still valid because only D has changed. D's weights are
-"frozen" in the G step by not stepping D's optimiser; the gradient still flows through D.
+"frozen" in the G step: the gradient flows through D to the images (D.backward_input), and
+D's weight gradients, which no optimiser step would use, are not formed.
 docs/gan-objective.md maps each line of the algorithm to the code below.
 
 The run is guarded (docs/reliability.md): a loss beyond MAX_LOSS or a parameter, gradient or
@@ -319,7 +320,7 @@ class Trainer:
         # Generator step on the last fake batch, through the just-updated D.
         out_fake, cache_fake = D.forward(gan.d_input(fake, y_fake))
         g_loss, d_out = loss.g(out_fake)
-        d_in = D.backward(d_out, cache_fake)  # D's grads are cleared before its next step
+        d_in = D.backward_input(d_out, cache_fake)  # to the images only: D's weights do not move in the G step
         self.opt_G.zero_grad()
         G.backward(gan.d_input_grad_to_images(d_in, fake.shape), g_cache, input_grad=False)  # z needs none
         self.comm.allreduce_mean(self.opt_G.flat_g)
