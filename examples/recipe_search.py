@@ -80,6 +80,10 @@ TRIALS = {
                                 "--batch-size 32 --d-dropout 0 --lr 2e-4",
         "ema-small-b32-lr5e-4-decay": SMALL_DCGAN + " --batch-size 32 --lr-decay linear --steps 7000",
         "ema-small-b64-lr5e-4": SMALL_DCGAN + " --batch-size 64",
+        "ema-small-b32-lr1e-3": SMALL_DCGAN + " --batch-size 32 --lr 1e-3",
+        "ema-small-b32-lrg1e-3": SMALL_DCGAN + " --batch-size 32 --lr-g 1e-3 --lr-d 5e-4",
+        "ema9995-small-b32-lr5e-4": SMALL_DCGAN + " --batch-size 32 --ema 0.9995",
+        "ema-small-b32-smooth": SMALL_DCGAN + " --batch-size 32 --label-smoothing 0.1",
     },
 }
 

@@ -709,8 +709,9 @@ def _add_backend(p):
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
                    help="array backend (default: $SCRATCHGAN_BACKEND, else numpy)")
     p.add_argument("--threads", type=_integer(1, 1024), default=None,
-                   help="threads for the CPU's matrix products (default: $SCRATCHGAN_THREADS, else the BLAS "
-                        "library's choice; under mpiexec the machine's cores divided among its ranks)")
+                   help="threads for the CPU's matrix products (default: $SCRATCHGAN_THREADS; else train, bench, "
+                        "evaluate and inpaint use the cores other processes leave idle, the other commands the "
+                        "BLAS library's choice; under mpiexec the machine's cores divided among its ranks)")
 
 
 def build_parser():
