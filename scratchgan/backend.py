@@ -14,6 +14,7 @@ a CuPy array is an error instead of a silent host-device copy.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -206,7 +207,6 @@ def idle_cores(interval: float = 0.2) -> int:
     """How many of this process's cores other processes leave free: their busy time over
     ``interval`` seconds, read from /proc/stat while this process sleeps, in whole cores (at
     least 1). Where /proc/stat cannot be read (not Linux), all available cores."""
-    import time
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
     def ticks():

@@ -102,14 +102,7 @@ def bench_model(kind: str, batch: int, repeats=5, warmup=2, seed=0, image_shape=
 
     ``image_shape`` (C, H, W): the model sized for such images (its default widths); None:
     the builder's default, 1x28x28."""
-    from .models import build
-    from .training import TrainConfig, Trainer
-    gan = build(kind, seed=seed) if image_shape is None else build(kind, seed=seed, image_shape=tuple(image_shape))
-    n = max(4 * batch, 256)
-    rng = np.random.default_rng(seed)
-    images = rng.uniform(-1, 1, (n,) + tuple(gan.image_shape)).astype(backend.default_dtype())
-    labels = rng.integers(0, max(gan.num_classes, 1), n)
-    trainer = Trainer(gan, images, labels, TrainConfig(model=kind, batch_size=batch, seed=seed), quiet=True)
+    gan, trainer = _trainer(kind, batch, seed, image_shape)
     times = _time(trainer.train_step, repeats, warmup)
     peak = None
     if backend.xp() is np:
@@ -124,19 +117,25 @@ def bench_model(kind: str, batch: int, repeats=5, warmup=2, seed=0, image_shape=
             "gflops": flops / med / 1e9, "peak_mem_mb": None if peak is None else peak / 2**20}
 
 
+def _trainer(kind, batch, seed, image_shape=None, comm=None):
+    """(gan, trainer) of a model at a batch size on random images (timing only)."""
+    from .models import build
+    from .training import TrainConfig, Trainer
+    gan = build(kind, seed=seed) if image_shape is None else build(kind, seed=seed, image_shape=tuple(image_shape))
+    n = max(4 * batch, 256)
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(-1, 1, (n,) + tuple(gan.image_shape)).astype(backend.default_dtype())
+    labels = rng.integers(0, max(gan.num_classes, 1), n)
+    config = TrainConfig(model=kind, batch_size=batch, seed=seed)
+    return gan, Trainer(gan, images, labels, config, quiet=True, comm=comm)
+
+
 def bench_distributed(kind: str, batch: int, comm, repeats=5, warmup=2, seed=0) -> dict:
     """Time data-parallel trainer iterations over the ranks of ``comm`` at a global batch of
     ``batch`` (batch / ranks items each), split into the time inside all-reduces and the rest
     (compute). The all-reduce time includes waiting for the slowest rank. Returns the median
     step's figures (every rank computes them; rank 0 reports)."""
-    from .models import build
-    from .training import TrainConfig, Trainer
-    gan = build(kind, seed=seed)
-    n = max(4 * batch, 256)
-    rng = np.random.default_rng(seed)
-    images = rng.uniform(-1, 1, (n,) + tuple(gan.image_shape)).astype(backend.default_dtype())
-    labels = rng.integers(0, max(gan.num_classes, 1), n)
-    trainer = Trainer(gan, images, labels, TrainConfig(model=kind, batch_size=batch, seed=seed), quiet=True, comm=comm)
+    gan, trainer = _trainer(kind, batch, seed, comm=comm)
     for _ in range(warmup):
         trainer.train_step()
     steps = []
@@ -152,7 +151,8 @@ def bench_distributed(kind: str, batch: int, comm, repeats=5, warmup=2, seed=0) 
     row = {"model": kind, "batch": batch, "ranks": comm.size, "per_rank_batch": batch // comm.size,
            "ms_median": total * 1e3, "allreduce_ms": reduce * 1e3, "compute_ms": (total - reduce) * 1e3,
            "bytes_per_step": nbytes, "allreduce_calls": calls, "gflop_per_iter": iteration_flops(gan, batch) / 1e9}
-    row["predicted"] = [predict_step(row["compute_ms"], nbytes, calls, n, gbit) for n in (8, 64) for gbit in (10, 100)]
+    row["predicted"] = [predict_step(row["compute_ms"], nbytes, calls, ranks, gbit)
+                        for ranks in (8, 64) for gbit in (10, 100)]
     return row
 
 

@@ -385,10 +385,9 @@ class Trainer:
                     self._check_losses(values)
                     if due_save or self.step % REPLICA_CHECK_EVERY == 0:
                         self.check_replicas()
-                    if due_save:
-                        self.check_saveable()   # on every rank, so a refusal stops them all
-                        if not self.writes:
-                            self._saved_step = self.step
+                    if due_save and not self.writes:   # rank 0's save() checks the same state
+                        self.check_saveable()   # so a refusal stops every rank, not rank 0 alone
+                        self._saved_step = self.step
                 elif on_cpu or log_now or save_now:  # on a GPU, fetch values only when logging or saving
                     values = {k: float(v) for k, v in out.items()}
                     self._check_losses(values)
@@ -414,7 +413,8 @@ class Trainer:
                     break
             if parallel and self.run_dir is not None and self.step != self._saved_step:
                 self.check_replicas()
-                self.check_saveable()
+                if not self.writes:
+                    self.check_saveable()
             if self.writes:
                 # Unless the loop's last iteration already wrote them:
                 if self.step % cfg.sample_every != 0:
