@@ -84,6 +84,12 @@ TRIALS = {
         "ema-small-b32-lrg1e-3": SMALL_DCGAN + " --batch-size 32 --lr-g 1e-3 --lr-d 5e-4",
         "ema9995-small-b32-lr5e-4": SMALL_DCGAN + " --batch-size 32 --ema 0.9995",
         "ema-small-b32-smooth": SMALL_DCGAN + " --batch-size 32 --label-smoothing 0.1",
+        "ema-small-b32-lrg2e-3": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4",
+        "ema-small-b32-lrg1e-3-hinge": SMALL_DCGAN + " --batch-size 32 --lr-g 1e-3 --lr-d 5e-4 --loss hinge",
+        "ema-small-b32-lrg4e-3": SMALL_DCGAN + " --batch-size 32 --lr-g 4e-3 --lr-d 5e-4",
+        "ema-small-b32-lrg2e-3-hinge": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --loss hinge",
+        "ema-small-b32-lrg2e-3-mbstd": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --minibatch-std",
+        "ema-small-b32-lrg2e-3-drop": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --d-dropout 0.2",
     },
 }
 

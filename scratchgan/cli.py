@@ -48,11 +48,11 @@ RECIPES = {**{f"{k}-tutorial": v for k, v in TUTORIAL.items()},
            # the tutorial's widths with a projection discriminator and no dropout, at a higher rate
            "cgan": dict(model_args=dict(projection=True, dropout=0.0),
                         train=dict(steps=20000, batch_size=64, lr=5e-4, ema=0.999)),
-           # narrower networks (many more, cheaper steps), no dropout in D, batch 32 at a higher rate;
+           # narrower networks (many more, cheaper steps), no dropout in D, batch 32, G at 4x D's rate;
            # the widths are for 28x28 images (one count per stage), other sizes keep DCGAN_CHANNELS
            "dcgan": dict(model_args=dict(dropout=0.0),
                          channels={28: dict(g_channels=(128, 64, 32), d_channels=(32, 64))},
-                         train=dict(steps=9000, batch_size=32, lr=5e-4, ema=0.999))}
+                         train=dict(steps=10500, batch_size=32, lr=5e-4, lr_g=2e-3, ema=0.999))}
 # Defaults of the train flags. The parser itself defaults them to None, so that --resume can tell
 # a flag the user gave (to honour or refuse) from one left out.
 TRAIN_DEFAULTS = dict(model="mlp", dataset="mnist", loss="bce", optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999,
@@ -242,12 +242,15 @@ def _model_args(args, model) -> dict:
         given["projection"] = args.projection
     if args.d_dropout is not None:
         given["dropout"] = args.d_dropout
-    for flag, value, key in (("--activation", args.activation, "activation"), ("--g-output", args.g_output, "output"),
-                             ("--[no-]minibatch-std", args.minibatch_std, "minibatch_std")):
+    for flag, value, key in (("--activation", args.activation, "activation"), ("--g-output", args.g_output, "output")):
         if value is not None:
             if not model.startswith("mlp"):
                 raise UsageError(f"{flag} applies to the mlp models, not {model}")
             given[key] = value
+    if args.minibatch_std is not None:
+        if model.startswith("cgan"):
+            raise UsageError(f"--[no-]minibatch-std applies to the mlp and dcgan models, not {model}")
+        given["minibatch_std"] = args.minibatch_std
     if args.upsample is not None:
         if not model.startswith("dcgan"):
             raise UsageError(f"--upsample applies to --model dcgan only, not {model}")
@@ -271,6 +274,9 @@ def _new_config(args):
     recipe = RECIPES[model]
     # what is not given comes from the loss family's recipe, then the model's, then the defaults
     d = {**TRAIN_DEFAULTS, **recipe["train"], **LOSS_DEFAULTS[loss]}
+    if args.lr is not None or "lr" in LOSS_DEFAULTS[loss]:
+        # a recipe's two rates are tuned around its own lr: a rate given, or the loss family's, sets both
+        d.pop("lr_d", None), d.pop("lr_g", None)
     _check_loss_flags(args, loss, args.optimizer or d["optimizer"])
 
     def pick(name):
@@ -357,6 +363,11 @@ def _resumed_config(args, out, newest):
         if value is not None and value != getattr(cfg, name):
             changed[name] = [getattr(cfg, name), value]
             setattr(cfg, name, value)
+    if args.lr is not None:                       # --lr alone sets both networks' rates, as in a new run
+        for name in ("lr_d", "lr_g"):
+            if getattr(args, name) is None and getattr(cfg, name) is not None:
+                changed[name] = [getattr(cfg, name), None]
+                setattr(cfg, name, None)
     cfg.max_time = args.max_time                  # a limit for this invocation, not a setting of the run
     if args.steps is not None and args.epochs is None and cfg.epochs is not None:
         changed["epochs"] = [cfg.epochs, None]   # --steps replaces an epoch budget
@@ -371,6 +382,11 @@ def _resumed_config(args, out, newest):
     if changed:
         history = history + [{"step": step, "changed": changed}]
     return cfg, history, changed
+
+
+def _rate(value):
+    """A learning rate as written in papers: 0.0005 -> '5e-4'."""
+    return f"{value:.0e}".replace("e-0", "e-")
 
 
 def _show(value):
@@ -754,10 +770,14 @@ def build_parser():
     t.add_argument("--batch-size", type=_integer(1, 65536), default=None, help="(default: the model's recipe, 64 "
                    "for the tutorials)")
     t.add_argument("--lr", type=_number(0, lo_open=True), default=None,
-                   help=f"learning rate of both networks (default: {d['lr']:g}; 5e-5 for wgan, 1e-4 for wgan-gp)")
+                   help="learning rate of both networks; replaces a recipe's --lr-g (default: the model's recipe: "
+                        + ", ".join(f"{k} {_rate(v['train'].get('lr', d['lr']))}" + (
+                            f" (G {_rate(v['train']['lr_g'])})" if "lr_g" in v["train"] else "")
+                            for k, v in RECIPES.items()) + "; 5e-5 for wgan, 1e-4 for wgan-gp)")
     t.add_argument("--lr-d", type=_number(0, lo_open=True), default=None,
                    help="D's learning rate, if not --lr (two time-scale updates) (default: --lr)")
-    t.add_argument("--lr-g", type=_number(0, lo_open=True), default=None, help="G's learning rate (default: --lr)")
+    t.add_argument("--lr-g", type=_number(0, lo_open=True), default=None,
+                   help="G's learning rate, if not --lr (default: the model's recipe, else --lr)")
     t.add_argument("--lr-decay", choices=["none", "linear"], default=None,
                    help="'linear': both learning rates fall in a straight line to 0 at the last step "
                         "(default: the model's recipe)")
@@ -793,7 +813,7 @@ def build_parser():
     t.add_argument("--g-output", choices=["sigmoid", "tanh"], default=None,
                    help="mlp: G's output activation (default: the model's recipe; sigmoid for mlp-tutorial)")
     t.add_argument("--minibatch-std", action=argparse.BooleanOptionalAction, default=None,
-                   help="mlp: D sees the batch's spread (Karras et al. 2018), against mode collapse "
+                   help="mlp, dcgan: D sees the batch's spread (Karras et al. 2018), against mode collapse "
                         "(default: the model's recipe; off for mlp-tutorial)")
     t.add_argument("--projection", action=argparse.BooleanOptionalAction, default=None,
                    help="cgan: a projection discriminator (Miyato & Koyama 2018) instead of a concatenated label "

@@ -268,7 +268,8 @@ def cgan(latent_dim=128, num_classes=10, g_hidden=(256, 512), d_hidden=(512, 256
 
 
 def dcgan(latent_dim=100, g_channels=None, d_channels=None, upsample="transposed",
-          dropout=0.3, noise="normal", seed=0, init="dcgan", spectral_norm=False, image_shape=MNIST_SHAPE):
+          dropout=0.3, noise="normal", seed=0, init="dcgan", spectral_norm=False, image_shape=MNIST_SHAPE,
+          minibatch_std=False):
     """DCGAN (Radford et al. 2015) for square images of 28, 32 or 64 pixels, grey or RGB.
 
     28x28 (the default, as in the TensorFlow tutorial):
@@ -291,6 +292,9 @@ def dcgan(latent_dim=100, g_channels=None, d_channels=None, upsample="transposed
       (64, 128, 256); 64: (256, 128, 64, 32) / (32, 64, 128, 256)).
     upsample="nearest" replaces each stride-2 transposed conv by Upsample2D(2) + 5x5 conv.
     spectral_norm=True wraps D's Conv2D and Dense layers in SpectralNorm (for the hinge loss, SNGAN).
+    minibatch_std=True: D's Dense sees one more input, the batch's mean feature spread after the
+      last convolution (layers/minibatch.py; as Karras et al.'s constant extra map, which a Dense
+      layer reads as one number).
     """
     if upsample not in ("transposed", "nearest"):
         raise ValueError(f"dcgan: upsample must be 'transposed' or 'nearest', got {upsample!r}")
@@ -326,9 +330,12 @@ def dcgan(latent_dim=100, g_channels=None, d_channels=None, upsample="transposed
                      Dropout(dropout, seed=seed * 1000 + i + 1)]
         cin = cout
     end = 7 if size == 28 else 4     # D's last map: 28 -> 14 -> 7;  32 -> ... -> 4;  64 -> ... -> 4
-    D = Sequential(*_spectral([*d_layers, Flatten(), Dense(cin * end * end, 1, init=init, rng=rng)], spectral_norm))
+    head = [Flatten(), MinibatchStd()] if minibatch_std else [Flatten()]
+    D = Sequential(*_spectral([*d_layers, *head, Dense(cin * end * end + int(minibatch_std), 1, init=init, rng=rng)],
+                              spectral_norm))
     cfg = dict(latent_dim=latent_dim, g_channels=list(g_ch), d_channels=list(d_ch),
-               upsample=upsample, dropout=dropout, noise=noise, seed=seed, init=init, **_extra(spectral_norm, shape))
+               upsample=upsample, dropout=dropout, noise=noise, seed=seed, init=init, **_extra(spectral_norm, shape),
+               **({"minibatch_std": True} if minibatch_std else {}))
     return GAN("dcgan", G, D, latent_dim, noise=noise, output="tanh", image_shape=shape, config=cfg)
 
 

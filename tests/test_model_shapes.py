@@ -97,7 +97,7 @@ def _build(variant, shape, seed=0, **kw):
     if kind == "dcgan":
         g, d = TINY_DCGAN[shape[1]]
         kw = dict(g_channels=g, d_channels=d, upsample="nearest" if "nearest" in variant else "transposed",
-                  spectral_norm="sn" in variant, **kw)
+                  spectral_norm="sn" in variant, minibatch_std="mbstd" in variant, **kw)
     elif kind == "mlp":
         kw = dict(g_hidden=(6,), d_hidden=(5,), **kw)
     else:
@@ -293,6 +293,7 @@ GRAD_CASES = [
     ("dcgan", (3, 32, 32), "train"), ("dcgan-nearest", (1, 32, 32), "train"),
     ("dcgan", (1, 64, 64), "train"), ("dcgan-nearest", (3, 64, 64), "eval"),
     ("dcgan-sn", (3, 32, 32), "train"), ("dcgan", (3, 28, 28), "train"), ("mlp", (3, 6, 5), "train"),
+    ("dcgan-mbstd", (1, 28, 28), "train"), ("dcgan-sn-mbstd", (1, 32, 32), "eval"),
 ]
 
 

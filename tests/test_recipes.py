@@ -174,6 +174,11 @@ def test_recipe_switches_can_be_turned_off_and_give_way_to_wgan_gp(tmp_path, cap
                      "--minibatch-std"]) != 0
     assert "MinibatchStd" in capsys.readouterr().err
     assert "projection" not in model_of("c0", "--model", "cgan", "--no-projection")
+    small_conv = [*small[:-4], "--g-hidden", "8,4,2", "--d-hidden", "2,4"]
+    assert cli.main(["train", *small_conv, "--out", str(tmp_path / "dm"), "--model", "dcgan", "--minibatch-std"]) == 0
+    assert json.loads((tmp_path / "dm" / "config.json").read_text())["model"]["minibatch_std"] is True
+    assert cli.main(["train", *small, "--out", str(tmp_path / "cm"), "--model", "cgan", "--minibatch-std"]) == 2
+    assert "mlp and dcgan" in capsys.readouterr().err
     assert cli.main(["train", *small, "--out", str(tmp_path / "d"), "--model", "dcgan", "--no-projection"]) == 2
 
 
@@ -186,6 +191,34 @@ def test_the_dcgan_recipe_widths_are_per_image_size_and_flags_win(tmp_path):
     assert cli.main(["train", *small, "--g-hidden", "8,4,2", "--out", str(tmp_path / "b")]) == 0
     model = json.loads((tmp_path / "b" / "config.json").read_text())["model"]
     assert model["g_channels"] == [8, 4, 2] and model["d_channels"] == list(widths["d_channels"])
+
+
+def test_a_recipes_two_rates_give_way_to_a_given_rate_and_to_the_loss_familys(tmp_path):
+    """The dcgan recipe trains G at lr_g and D at lr: --lr sets both (in a new run and on --resume),
+    --lr-g/--lr-d set one, and a loss family with its own rate (wgan-gp) replaces both."""
+    small = ["--model", "dcgan", "--batch-size", "8", "--steps", "1", "--dataset", "mnist-bundled", "--quiet",
+             "--g-hidden", "8,4,2", "--d-hidden", "4,8"]
+
+    def rates(name, *flags):
+        run = tmp_path / name
+        assert cli.main(["train", *small, "--out", str(run), *flags]) == 0
+        train = json.loads((run / "config.json").read_text())["train"]
+        return train["lr"], train["lr_g"], train["lr_d"]
+    recipe = cli.RECIPES["dcgan"]["train"]
+    assert recipe["lr_g"] != recipe["lr"]
+    assert rates("default") == (recipe["lr"], recipe["lr_g"], None)
+    assert rates("lr", "--lr", "1e-3") == (1e-3, None, None)
+    assert rates("lr-g", "--lr-g", "1e-3") == (recipe["lr"], 1e-3, None)
+    assert rates("lr-and-lr-g", "--lr", "1e-3", "--lr-g", "3e-3") == (1e-3, 3e-3, None)
+    assert rates("gp", "--loss", "wgan-gp") == (1e-4, None, None)
+    tr = _trainer(lr=5e-4, lr_g=2e-3)
+    assert (tr.opt_G.lr, tr.opt_D.lr) == (2e-3, 5e-4)
+    # --resume with --lr alone: both networks at the new rate, the change recorded
+    run = tmp_path / "default"
+    assert cli.main(["train", "--resume", "--out", str(run), "--steps", "2", "--lr", "1e-4", "--quiet"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["train"]["lr"], config["train"]["lr_g"]) == (1e-4, None)
+    assert config["history"][-1]["changed"]["lr_g"] == [recipe["lr_g"], None]
 
 
 def test_cli_ema_flags(tmp_path, capsys):
