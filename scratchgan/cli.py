@@ -385,8 +385,9 @@ def _resumed_config(args, out, newest):
 
 
 def _rate(value):
-    """A learning rate as written in papers: 0.0005 -> '5e-4'."""
-    return f"{value:.0e}".replace("e-0", "e-")
+    """A learning rate as written in papers: 0.0005 -> '5e-4' (2.5e-4 keeps its digits)."""
+    short = f"{value:.0e}"
+    return (short if float(short) == value else f"{value:g}").replace("e-0", "e-")
 
 
 def _show(value):
