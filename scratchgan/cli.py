@@ -56,11 +56,12 @@ RECIPES = {**{f"{k}-tutorial": v for k, v in TUTORIAL.items()},
 # Defaults of the train flags. The parser itself defaults them to None, so that --resume can tell
 # a flag the user gave (to honour or refuse) from one left out.
 TRAIN_DEFAULTS = dict(model="mlp", dataset="mnist", loss="bce", optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999,
-                      k=1, lr_decay="none", g_loss="nonsaturating", label_smoothing=0.0, gp_weight=10.0, clip=None,
-                      dtype="float32", seed=0, log_every=50, sample_every=500, checkpoint_every=1000)
+                      k=1, lr_decay="none", g_loss="nonsaturating", label_smoothing=0.0, instance_noise=0.0,
+                      gp_weight=10.0, clip=None, dtype="float32", seed=0, log_every=50, sample_every=500,
+                      checkpoint_every=1000)
 # --resume honours these (the change is recorded in config.json's history) ...
 RESUMABLE = ("steps", "epochs", "lr", "lr_d", "lr_g", "lr_decay", "beta1", "beta2", "k", "g_loss", "label_smoothing",
-             "gp_weight", "clip", "log_every", "sample_every", "checkpoint_every")
+             "instance_noise", "gp_weight", "clip", "log_every", "sample_every", "checkpoint_every")
 # ... and refuses a change of these: they define the model, the data, the objective or the random streams.
 FIXED_ON_RESUME = ("model", "dataset", "classes", "batch_size", "dtype", "seed", "loss", "optimizer", "ema",
                    "latent_dim", "noise", "upsample", "g_hidden", "d_hidden", "d_dropout", "spectral_norm", "projection",
@@ -294,7 +295,8 @@ def _new_config(args):
         steps=pick("steps"), epochs=args.epochs, batch_size=pick("batch_size"),
         loss=loss, optimizer=pick("optimizer"), lr=pick("lr"), lr_d=pick("lr_d"), lr_g=pick("lr_g"),
         lr_decay=pick("lr_decay"), beta1=pick("beta1"), beta2=pick("beta2"), k=pick("k"), g_loss=pick("g_loss"),
-        label_smoothing=pick("label_smoothing"), gp_weight=pick("gp_weight"), clip=pick("clip"), ema=ema,
+        label_smoothing=pick("label_smoothing"), instance_noise=pick("instance_noise"), gp_weight=pick("gp_weight"),
+        clip=pick("clip"), ema=ema,
         max_time=args.max_time, seed=pick("seed"), backend=backend.name(), log_every=pick("log_every"),
         sample_every=pick("sample_every"), checkpoint_every=pick("checkpoint_every"), dtype=pick("dtype")).validate()
 
@@ -799,6 +801,9 @@ def build_parser():
                    help=f"--loss bce: the generator's loss (default: {d['g_loss']})")
     t.add_argument("--label-smoothing", type=_number(0, 1, hi_open=True), default=None,
                    help=f"--loss bce, one-sided: real target = 1 - this (default: {d['label_smoothing']})")
+    t.add_argument("--instance-noise", type=_number(0), default=None, metavar="SIGMA",
+                   help="add Gaussian noise of this std to every image D sees, real and fake, falling linearly to "
+                        f"0 at the last step (docs/training.md) (default: {d['instance_noise']}, off)")
     t.add_argument("--gp-weight", type=_number(0, lo_open=True), default=None,
                    help="--loss wgan-gp: lambda of the gradient penalty (default: 10)")
     t.add_argument("--clip", type=_number(0, lo_open=True), default=None,

@@ -96,6 +96,7 @@ class TrainConfig:
     loss: str = "bce"                                # bce, wgan, wgan-gp, hinge, lsgan (losses.make_loss)
     g_loss: str = "nonsaturating"                    # bce only: or "minimax"
     label_smoothing: float = 0.0                     # bce only, one-sided: real target = 1 - label_smoothing
+    instance_noise: float = 0.0                      # std of Gaussian noise on D's images, falling linearly to 0
     gp_weight: float = 10.0                          # wgan-gp only: lambda of the gradient penalty
     clip: float | None = None                        # clip D's weights to [-clip, clip] after each step (WGAN)
     optimizer: str = "adam"                          # adam (lr, beta1, beta2) or rmsprop (lr)
@@ -163,6 +164,7 @@ class TrainConfig:
         number("beta1", 0, 1, hi_open=True)
         number("beta2", 0, 1, hi_open=True)
         number("label_smoothing", 0, 1, hi_open=True)
+        number("instance_noise", 0)
         one_of("g_loss", sorted(losses.G_LOSSES))
         one_of("loss", list(losses.LOSSES))
         one_of("optimizer", ["adam", "rmsprop"])
@@ -291,6 +293,19 @@ class Trainer:
         label_set = self.xp.asarray(self.label_set)
         return z[self.rows], label_set[rng.integers(0, len(label_set), size=n)][self.rows]
 
+    def _instance_noise(self, shape):
+        """Gaussian noise for this rank's real and fake images of the step (Sonderby et al. 2016;
+        docs/training.md): std config.instance_noise at step 0, falling linearly to 0 at the last
+        step, drawn for the global batch from the (seed + 3, noise batch) stream, so a resumed run
+        draws it again exactly. Scalar zeros when off (adding them changes nothing)."""
+        sigma = self.config.instance_noise * max(0.0, 1.0 - self.step / max(1, self.total_steps()))
+        if sigma == 0.0:
+            return 0.0, 0.0
+        rng = backend.random_generator(self.xp, self.config.seed + 3, self.noise_calls)
+        n, dtype = self.config.batch_size, self.gan.G.dtype
+        draw = [rng.standard_normal((n,) + tuple(shape[1:]), dtype=dtype)[self.rows] for _ in range(2)]
+        return draw[0] * dtype.type(sigma), draw[1] * dtype.type(sigma)
+
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict:
         """k discriminator steps and one generator step. Returns device scalars."""
@@ -303,8 +318,9 @@ class Trainer:
             x, y = self._real_batch()
             z, y_fake = self._noise()
             fake, g_cache = G.forward(gan.g_input(z, y_fake))
+            noise_real, noise_fake = self._instance_noise(x.shape)
             self.opt_D.zero_grad()
-            real_in, fake_in = gan.d_input(x, y), gan.d_input(fake, y_fake)
+            real_in, fake_in = gan.d_input(x + noise_real, y), gan.d_input(fake + noise_fake, y_fake)
             out_real, cache_real = D.forward(real_in)
             out_fake, cache_fake = D.forward(fake_in)
             d_loss, d_real, d_fake = loss.d(out_real, out_fake)
@@ -317,8 +333,8 @@ class Trainer:
             if cfg.clip is not None:      # WGAN: keep the critic's weights in [-clip, clip]
                 backend.array_module(self.opt_D.flat_p).clip(self.opt_D.flat_p, -cfg.clip, cfg.clip,
                                                              out=self.opt_D.flat_p)
-        # Generator step on the last fake batch, through the just-updated D.
-        out_fake, cache_fake = D.forward(gan.d_input(fake, y_fake))
+        # Generator step on the last fake batch (and its instance noise), through the just-updated D.
+        out_fake, cache_fake = D.forward(gan.d_input(fake + noise_fake, y_fake))
         g_loss, d_out = loss.g(out_fake)
         d_in = D.backward_input(d_out, cache_fake)  # to the images only: D's weights do not move in the G step
         self.opt_G.zero_grad()

@@ -311,6 +311,7 @@ SMALL = ["--steps", "10", "--batch-size", "12", "--log-every", "1"]
     ("cgan", [], (2,)),                                  # labels drawn per item, projection D
     ("dcgan-tutorial", [], (2,)),                        # BatchNorm2d in G, dropout in D
     ("dcgan", ["--d-dropout", "0.3"], (2,)),             # the default recipe with dropout put back
+    ("dcgan", ["--instance-noise", "0.2"], (2,)),        # instance noise drawn for the global batch
     ("mlp", ["--loss", "wgan-gp"], (2,)),                # the penalty's interpolation weights per item
 ])
 def test_ranks_equal_one_process_in_float64(tmp_path, model, extra, ranks):

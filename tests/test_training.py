@@ -277,10 +277,12 @@ RESUME_CASES = [
     ("dcgan", dict(k=1, label_smoothing=0.0)),
     ("dcgan", dict(k=2, label_smoothing=0.1)),
     ("cgan", dict(k=1, label_smoothing=0.1, g_loss="minimax")),
+    ("dcgan", dict(k=2, instance_noise=0.3)),
 ]
 
 
-@pytest.mark.parametrize("kind,cfg_kw", RESUME_CASES, ids=["dcgan", "dcgan-k2-smooth", "cgan-smooth-minimax"])
+@pytest.mark.parametrize("kind,cfg_kw", RESUME_CASES,
+                         ids=["dcgan", "dcgan-k2-smooth", "cgan-smooth-minimax", "dcgan-k2-instance-noise"])
 def test_resume_equals_uninterrupted(kind, cfg_kw, tmp_path):
     n = 3
     common = dict(steps=2 * n, batch_size=8, n=64, sample_every=1000, checkpoint_every=1000, **cfg_kw)
@@ -617,6 +619,38 @@ def test_second_ctrl_c_aborts_at_once():
 
 
 # ---------------------------------------------------------------------------- losses and options
+@pytest.mark.parametrize("sigma", [0.0, 0.5])
+def test_instance_noise_is_added_to_what_d_sees_and_falls_linearly_to_zero(sigma):
+    """Each D step sees x + s_t n_real and G(z) + s_t n_fake, the G step G(z) + s_t n_fake again,
+    with s_t = sigma (1 - t / steps) and n from the (seed + 3, noise batch) stream; sigma 0 adds nothing."""
+    steps = 4
+    tr = _trainer("dcgan", instance_noise=sigma, steps=steps, batch_size=8, k=2)
+    seen, reals, fakes = [], [], []
+    d_forward, g_forward, real_batch = tr.gan.D.forward, tr.gan.G.forward, tr._real_batch
+    tr.gan.D.forward = lambda X, *a, **kw: (seen.append(T(X).copy()), d_forward(X, *a, **kw))[1]
+    tr.gan.G.forward = lambda Z, *a, **kw: (lambda out: (fakes.append(T(out[0]).copy()), out)[1])(g_forward(Z, *a, **kw))
+    tr._real_batch = lambda: (lambda xy: (reals.append(T(xy[0]).copy()), xy)[1])(real_batch())
+    tr.train()
+    assert len(seen) == steps * (2 * 2 + 1) and len(reals) == len(fakes) == 2 * steps
+    for t in range(steps):
+        s = np.float32(sigma * (1 - t / steps))
+        for j in range(2):                       # the k = 2 D steps of generator step t
+            i = 2 * t + j
+            rng = np.random.default_rng([0 + 3, i + 1])          # drawn after the step's noise batch i
+            n_real, n_fake = (rng.standard_normal((8,) + tr.gan.image_shape, dtype=np.float32) for _ in range(2))
+            want_real, want_fake = (reals[i], fakes[i]) if sigma == 0 else (reals[i] + n_real * s, fakes[i] + n_fake * s)
+            np.testing.assert_array_equal(seen[5 * t + 2 * j], want_real)
+            np.testing.assert_array_equal(seen[5 * t + 2 * j + 1], want_fake)
+        np.testing.assert_array_equal(seen[5 * t + 4], want_fake)    # the G step: the last fake batch, its noise
+    if sigma:
+        assert not np.array_equal(seen[0], reals[0])
+
+
+def test_instance_noise_is_checked_and_named():
+    with pytest.raises(ValueError, match="instance_noise must be a number in"):
+        _cfg("dcgan", instance_noise=-0.1).validate()
+
+
 def test_label_smoothing_changes_the_d_gradient_by_the_real_target():
     """With smoothing s the real part of dL_D/dlogits is (sigmoid(l) - (1 - s)) / n: compared with
     s = 0 the D gradient differs by exactly +(s / n) * d(sum of real logits)/dtheta."""
