@@ -90,6 +90,14 @@ TRIALS = {
         "ema-small-b32-lrg2e-3-hinge": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --loss hinge",
         "ema-small-b32-lrg2e-3-mbstd": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --minibatch-std",
         "ema-small-b32-lrg2e-3-drop": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --d-dropout 0.2",
+        "ema-small-b32-lrg2e-3-drop0.1": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --d-dropout 0.1",
+        "ema-small-b32-lrg2e-3-d48": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --d-hidden 48,96",
+        "ema-small-b32-lrg2e-3-sn": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --spectral-norm",
+        "ema-small-b32-lr2e-3-sn": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 2e-3 --spectral-norm",
+        "ema-small-b32-lrg2e-3-sn-lrd1e-3": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 1e-3 --spectral-norm",
+        "ema-small-b32-lrg4e-3-sn-lrd2e-3": SMALL_DCGAN + " --batch-size 32 --lr-g 4e-3 --lr-d 2e-3 --spectral-norm",
+        "ema-small-b32-lrg2e-3-in0.1": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --instance-noise 0.1 --steps 8000",
+        "ema-small-b32-lrg2e-3-in0.3": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --instance-noise 0.3 --steps 8000",
     },
 }
 

@@ -48,11 +48,12 @@ RECIPES = {**{f"{k}-tutorial": v for k, v in TUTORIAL.items()},
            # the tutorial's widths with a projection discriminator and no dropout, at a higher rate
            "cgan": dict(model_args=dict(projection=True, dropout=0.0),
                         train=dict(steps=20000, batch_size=64, lr=5e-4, ema=0.999)),
-           # narrower networks (many more, cheaper steps), no dropout in D, batch 32, G at 4x D's rate;
-           # the widths are for 28x28 images (one count per stage), other sizes keep DCGAN_CHANNELS
-           "dcgan": dict(model_args=dict(dropout=0.0),
+           # narrower networks (many more, cheaper steps), no dropout but spectral norm in D, batch 32,
+           # G at 2x D's rate; the widths are for 28x28 images (one count per stage), other sizes keep
+           # DCGAN_CHANNELS
+           "dcgan": dict(model_args=dict(dropout=0.0, spectral_norm=True),
                          channels={28: dict(g_channels=(128, 64, 32), d_channels=(32, 64))},
-                         train=dict(steps=10500, batch_size=32, lr=5e-4, lr_g=2e-3, ema=0.999))}
+                         train=dict(steps=10500, batch_size=32, lr=2e-3, lr_g=4e-3, ema=0.999))}
 # Defaults of the train flags. The parser itself defaults them to None, so that --resume can tell
 # a flag the user gave (to honour or refuse) from one left out.
 TRAIN_DEFAULTS = dict(model="mlp", dataset="mnist", loss="bce", optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999,
@@ -235,8 +236,8 @@ def _model_args(args, model) -> dict:
         given["latent_dim"] = args.latent_dim
     if args.noise is not None:
         given["noise"] = args.noise
-    if args.spectral_norm:
-        given["spectral_norm"] = True
+    if args.spectral_norm is not None:
+        given["spectral_norm"] = args.spectral_norm
     if args.projection is not None:
         if not model.startswith("cgan"):
             raise UsageError(f"--{'' if args.projection else 'no-'}projection applies to the cgan models, not {model}")
@@ -289,6 +290,9 @@ def _new_config(args):
     if loss == "wgan-gp" and "minibatch_std" not in given:
         # the penalty differentiates D twice, per sample; a layer that couples the batch has no such pass
         model_args.pop("minibatch_std", None)
+    if loss in ("wgan", "wgan-gp") and "spectral_norm" not in given:
+        # these families keep D's slope in check their own way (clipping, the penalty), as in their papers
+        model_args.pop("spectral_norm", None)
     ema = None if args.no_ema else pick("ema")
     return TrainConfig(
         model=model, model_args=model_args, dataset=pick("dataset"), classes=args.classes,
@@ -824,8 +828,9 @@ def build_parser():
     t.add_argument("--projection", action=argparse.BooleanOptionalAction, default=None,
                    help="cgan: a projection discriminator (Miyato & Koyama 2018) instead of a concatenated label "
                         "(default: the model's recipe; off for cgan-tutorial)")
-    t.add_argument("--spectral-norm", action="store_true",
-                   help="spectral normalisation of every Dense/Conv2D layer of D (Miyato et al. 2018)")
+    t.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="spectral normalisation of every Dense/Conv2D layer of D (Miyato et al. 2018) (default: "
+                        "the model's recipe, on for dcgan unless --loss wgan or wgan-gp constrains D its own way)")
     t.add_argument("--latent-dim", type=_integer(1, 8192), default=None,
                    help="size of z (default: 100 for mlp and dcgan, 128 for cgan)")
     t.add_argument("--noise", choices=["normal", "uniform"], default=None, help="distribution of z (default: normal)")

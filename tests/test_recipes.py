@@ -180,6 +180,14 @@ def test_recipe_switches_can_be_turned_off_and_give_way_to_wgan_gp(tmp_path, cap
     assert cli.main(["train", *small, "--out", str(tmp_path / "cm"), "--model", "cgan", "--minibatch-std"]) == 2
     assert "mlp and dcgan" in capsys.readouterr().err
     assert cli.main(["train", *small, "--out", str(tmp_path / "d"), "--model", "dcgan", "--no-projection"]) == 2
+    # the dcgan recipe's spectral norm: off on request, and it gives way to the WGAN families' own constraint
+    assert cli.RECIPES["dcgan"]["model_args"]["spectral_norm"]
+    assert model_of("dsn", "--model", "dcgan", *small_conv[-4:]).get("spectral_norm") is True
+    assert "spectral_norm" not in model_of("dsn0", "--model", "dcgan", *small_conv[-4:], "--no-spectral-norm")
+    for loss in ("wgan", "wgan-gp"):
+        assert "spectral_norm" not in model_of(f"d-{loss}", "--model", "dcgan", *small_conv[-4:], "--loss", loss)
+    assert model_of("d-gp-sn", "--model", "dcgan", *small_conv[-4:], "--loss", "wgan-gp",
+                    "--spectral-norm").get("spectral_norm") is True
 
 
 def test_the_dcgan_recipe_widths_are_per_image_size_and_flags_win(tmp_path):
