@@ -303,8 +303,10 @@ class Trainer:
             return 0.0, 0.0
         rng = backend.random_generator(self.xp, self.config.seed + 3, self.noise_calls)
         n, dtype = self.config.batch_size, self.gan.G.dtype
-        draw = [rng.standard_normal((n,) + tuple(shape[1:]), dtype=dtype)[self.rows] for _ in range(2)]
-        return draw[0] * dtype.type(sigma), draw[1] * dtype.type(sigma)
+        noise = [rng.standard_normal((n,) + tuple(shape[1:]), dtype=dtype)[self.rows] for _ in range(2)]
+        for part in noise:
+            part *= dtype.type(sigma)      # in place: a slice of the fresh draw, owned by nobody else
+        return noise[0], noise[1]
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict:

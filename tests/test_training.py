@@ -646,9 +646,15 @@ def test_instance_noise_is_added_to_what_d_sees_and_falls_linearly_to_zero(sigma
         assert not np.array_equal(seen[0], reals[0])
 
 
-def test_instance_noise_is_checked_and_named():
+def test_instance_noise_is_checked_and_named(tmp_path, capsys):
     with pytest.raises(ValueError, match="instance_noise must be a number in"):
         _cfg("dcgan", instance_noise=-0.1).validate()
+    from scratchgan import cli
+    for bad in ("-0.1", "nan", "inf", "x"):
+        assert cli.main(["train", "--model", "dcgan", "--instance-noise", bad, "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: argument --instance-noise") and bad in err, err
+    assert not (tmp_path / "r").exists()
 
 
 def test_label_smoothing_changes_the_d_gradient_by_the_real_target():
