@@ -2,7 +2,9 @@
 the achieved rate with the matrix-product (GEMM) rate of the same backend, measured in
 the same run (ratios are robust on a shared, noisy machine; absolute times are not).
 
-FLOPs count 2 per multiply-add over the Dense, Conv2D and ConvTranspose2D layers only.
+FLOPs count 2 per multiply-add over the Dense, Conv2D and ConvTranspose2D layers only,
+always im2col's count: where a stride-1 ConvTranspose2D takes the Fourier path, which does
+fewer (docs/layers/fourier.md), the rate is an effective one, comparable across versions.
 For one training iteration with k = 1 (the trainer reuses the D step's fake batch for
 the G step, so G runs forward once):
 

@@ -43,6 +43,8 @@ def _cases():
         ("Conv2D no bias", Conv2D(2, 2, (2, 3), bias=False, rng=0), dict(shape=(2, 2, 4, 5))),
         ("ConvTranspose2D stride 2, output_padding 1",
          ConvTranspose2D(3, 2, 5, stride=2, padding=2, output_padding=1, rng=0), dict(shape=(2, 3, 3, 3))),
+        ("ConvTranspose2D stride 1, Fourier path",
+         ConvTranspose2D(3, 2, 5, padding=2, algorithm="fourier", rng=0), dict(shape=(2, 3, 4, 4))),
         ("BatchNorm1d (train)", BatchNorm1d(3), dict(shape=(5, 3))),
         ("BatchNorm2d (train)", BatchNorm2d(3), dict(shape=(3, 3, 2, 2))),
         ("BatchNorm2d (eval)", BatchNorm2d(3).eval(), dict(shape=(3, 3, 2, 2))),

@@ -34,10 +34,10 @@ def conv_geometry(draw):
 
 
 @st.composite
-def convT_geometry(draw):
+def convT_geometry(draw, max_stride=3, max_kernel=4):
     """A valid ConvTranspose2D geometry: output_padding < stride, output at least 1x1."""
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel))
+    sh, sw = draw(st.integers(1, max_stride)), draw(st.integers(1, max_stride))
     ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
     oh, ow = draw(st.integers(0, sh - 1)), draw(st.integers(0, sw - 1))
 

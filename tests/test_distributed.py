@@ -334,6 +334,13 @@ def test_ranks_equal_one_process_in_float64(tmp_path, model, extra, ranks):
 @needs_mpi
 @pytest.mark.slow
 def test_ranks_equal_one_process_in_float32_to_rounding(tmp_path):
+    """Float32 end to end. Rounding differs with the split (each rank's GEMMs are smaller, the
+    sums are added in another order), and Adam's first steps, about lr * g / |g|, turn the
+    rounding of near-zero gradient components into lr-sized steps of either sign. Measured
+    (relative norm of the difference after these 10 steps, seeds 0-3): ranks against one
+    process 8e-8 to 3.8e-4 (the im2col-only code gave 3.1e-4 at seed 1 too); float32 against
+    float64 in one process, 2e-2. A rank training on rank 0's samples instead of its own
+    gave 2.5e-3. The float64 test above is the exact one (1e-10)."""
     flags = ["--model", "dcgan-tutorial", *SMALL]
     _train(1, tmp_path / "one", *flags)
     _train(2, tmp_path / "two", *flags)
@@ -342,7 +349,7 @@ def test_ranks_equal_one_process_in_float32_to_rounding(tmp_path):
         keys = [k for k in a if k.startswith(net)]
         x = np.concatenate([a[k].astype(np.float64).ravel() for k in keys])
         y = np.concatenate([b[k].astype(np.float64).ravel() for k in keys])
-        assert np.linalg.norm(x - y) / np.linalg.norm(x) < 1e-5, net     # float32 eps is 6e-8
+        assert np.linalg.norm(x - y) / np.linalg.norm(x) < 1e-3, net
 
 
 @needs_mpi

@@ -147,6 +147,106 @@ def test_col2im_adjoint_of_im2col_and_fused_product(geo, n, c, k, seed):
                                rtol=1e-12, atol=1e-12)
 
 
+# ---------------------------------------------------------------------------- the Fourier path
+def _fourier_and_im2col(cin, cout, geo, bias, seed, dtype=np.float64):
+    """Two stride-1 ConvTranspose2D layers with one weight and bias, one per algorithm."""
+    k, p = geo["kernel"], geo["padding"]
+    pair = [sg.ConvTranspose2D(cin, cout, k, stride=1, padding=p, bias=bias, rng=seed, dtype=dtype, algorithm=a)
+            for a in ("fourier", "im2col")]
+    if bias:
+        set_param(pair[0], "bias", rng(seed).standard_normal(cout).astype(dtype))
+        set_param(pair[1], "bias", H(pair[0].params["bias"]))
+    return pair
+
+
+@given(geo=convT_geometry(max_stride=1, max_kernel=6), n=st.integers(1, 3), cin=st.integers(1, 4),
+       cout=st.integers(1, 4), bias=st.booleans(), seed=seeds)
+def test_fourier_conv_transpose_matches_naive_scatter_and_im2col(geo, n, cin, cout, bias, seed):
+    """Forward against the scatter loops; dX, dW, db and the two partial backwards against
+    the im2col path, in float64 (kernels longer than the periodic grid included)."""
+    four, gemm = _fourier_and_im2col(cin, cout, geo, bias, seed)
+    r = rng(seed + 1)
+    x = r.standard_normal((n, cin, geo["H"], geo["W"]))
+    y, cache = four.forward(A(x))
+    ref = naive_conv_transpose2d(x, H(four.params["weight"]), H(four.params["bias"]) if bias else None,
+                                 (1, 1), geo["padding"], (0, 0))
+    np.testing.assert_allclose(H(y), ref, rtol=1e-10, atol=1e-11)
+    y2, cache2 = gemm.forward(A(x))
+    dy = r.standard_normal(ref.shape)
+    np.testing.assert_allclose(H(four.backward(A(dy), cache)), H(gemm.backward(A(dy), cache2)), rtol=1e-10, atol=1e-11)
+    for name in four.grads:
+        np.testing.assert_allclose(H(four.grads[name]), H(gemm.grads[name]), rtol=1e-10, atol=1e-11, err_msg=name)
+    four.zero_grad()
+    np.testing.assert_allclose(H(four.backward_input(A(dy), cache)), H(gemm.backward_input(A(dy), cache2)),
+                               rtol=1e-10, atol=1e-11)
+    assert all(not H(g).any() for g in four.grads.values())          # backward_input leaves dW alone
+    assert four.backward_params(A(dy), cache) is None
+    for name in four.grads:
+        np.testing.assert_allclose(H(four.grads[name]), H(gemm.grads[name]), rtol=1e-10, atol=1e-11, err_msg=name)
+
+
+def test_fourier_conv_transpose_float32_is_as_close_as_im2col():
+    """The DCGAN's 256 -> 128 layer at batch 8 in float32: both paths within 1e-5 of float64."""
+    geo = dict(kernel=(5, 5), padding=(2, 2))
+    four, gemm = _fourier_and_im2col(256, 128, geo, True, 0, dtype=np.float32)
+    exact, _ = _fourier_and_im2col(256, 128, geo, True, 0)
+    r = rng(1)
+    x = r.standard_normal((8, 256, 7, 7))
+    dy = r.standard_normal((8, 128, 7, 7))
+    truth, cache = exact.forward(A(x))
+    dx_truth = H(exact.backward(A(dy), cache))
+    for layer in (four, gemm):
+        y, cache = layer.forward(A(x.astype(np.float32)))
+        assert y.dtype == np.float32
+        dx = H(layer.backward(A(dy.astype(np.float32)), cache))
+        for got, want in [(H(y), H(truth)), (dx, dx_truth), (H(layer.grads["weight"]), H(exact.grads["weight"]))]:
+            assert got.dtype == np.float32
+            assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+@given(hw=st.tuples(st.integers(1, 8), st.integers(1, 8)), k=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+       seed=seeds)
+def test_fourier_matrices_are_the_dft_on_the_grid(hw, k, seed):
+    """Tx and Tw are numpy's rfft2 on the periodic grid (real and imaginary rows interleaved);
+    Ty inverts it at the kept pixels (i + p, j + q)."""
+    from scratchgan.layers import fourier
+    pad = (min(k[0] - 1, hw[0] - 1) // 2, min(k[1] - 1, hw[1] - 1) // 2)
+    (L, M), (Ho, Wo) = fourier.grid(hw, k, pad)
+    Tx, Tw, Ty = fourier.dft_matrices(hw, k, pad, np.zeros(1))
+    r = rng(seed)
+    for T, shape in [(Tx, hw), (Tw, k)]:
+        x = r.standard_normal(shape)
+        spec = np.fft.rfft2(x, s=(L, M)).reshape(-1)
+        np.testing.assert_allclose(T @ x.reshape(-1), np.stack([spec.real, spec.imag], 1).reshape(-1), atol=1e-10)
+    full = r.standard_normal((L, M))
+    spec = np.fft.rfft2(full).reshape(-1)
+    kept = (np.stack([spec.real, spec.imag], 1).reshape(-1) @ Ty).reshape(Ho, Wo)
+    np.testing.assert_allclose(kept, full[pad[0]:pad[0] + Ho, pad[1]:pad[1] + Wo], atol=1e-10)
+
+
+def test_auto_algorithm_picks_fourier_only_where_it_pays():
+    dcgan = sg.ConvTranspose2D(256, 128, 5, stride=1, padding=2)
+    assert dcgan.uses_fourier((64, 256, 7, 7)) and dcgan.uses_fourier((256, 256, 7, 7))
+    assert not dcgan.uses_fourier((1, 256, 7, 7))                     # the kernels' spectra would dominate
+    assert not sg.ConvTranspose2D(256, 128, 5, stride=2, padding=2, output_padding=1).uses_fourier((64, 256, 7, 7))
+    assert not sg.ConvTranspose2D(256, 128, 1).uses_fourier((64, 256, 7, 7))   # 1x1: im2col is one GEMM
+    forced = sg.ConvTranspose2D(2, 2, 3, padding=1, algorithm="fourier")
+    assert forced.uses_fourier((1, 2, 3, 3)) and "algorithm='fourier'" in repr(forced)
+    assert not sg.ConvTranspose2D(256, 128, 5, padding=2, algorithm="im2col").uses_fourier((64, 256, 7, 7))
+    assert "algorithm" not in repr(dcgan)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(algorithm="fft"), "ConvTranspose2D: algorithm must be one of 'auto', 'im2col', 'fourier', got 'fft'"),
+    (dict(algorithm="fourier", stride=2), "ConvTranspose2D: algorithm 'fourier' needs stride 1, got stride (2, 2)"),
+    (dict(algorithm="fourier", stride=(1, 2)), "needs stride 1, got stride (1, 2)"),
+])
+def test_error_conv_transpose_algorithm(kwargs, needle):
+    with pytest.raises(ValueError) as e:
+        sg.ConvTranspose2D(2, 2, 3, **kwargs)
+    assert needle in str(e.value)
+
+
 # ---------------------------------------------------------------------------- batchnorm
 def _bn_with_stats(cls, c, r, dtype=np.float64):
     bn = cls(c, dtype=dtype)

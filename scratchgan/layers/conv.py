@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import backend
 from ..init import initialise
+from . import fourier
 from .base import Module, ShapeError, check_int, is_int
 
 
@@ -201,13 +202,19 @@ class ConvTranspose2D(Module):
     H_out = (H - 1) * stride - 2 * padding + kh + output_padding. A stride-s convolution
     maps s different input sizes to the same output size; output_padding (< stride)
     picks which one the transposed convolution returns.
+
+    algorithm: "im2col" (GEMM, then col2im; every stride), "fourier" (stride 1 only: one
+    matrix product per frequency, layers/fourier.py), or "auto" (the default): "fourier"
+    where stride is 1 and it needs at most half of im2col's multiply-adds, else "im2col".
+    Both compute the same map; they differ in rounding only.
     """
 
     double_backward_note = ("not written: a generator layer (a WGAN-GP critic downsamples with Conv2D); "
                             "it would be Conv2D's with the two roles swapped")
+    ALGORITHMS = ("auto", "im2col", "fourier")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
-                 bias=True, init="glorot_uniform", rng=None, dtype=None):
+                 bias=True, init="glorot_uniform", rng=None, dtype=None, algorithm="auto"):
         super().__init__()
         who = "ConvTranspose2D"
         self.in_channels = check_int(who, "in_channels", in_channels, 1)
@@ -218,6 +225,12 @@ class ConvTranspose2D(Module):
         if any(op >= s for op, s in zip(self.output_padding, self.stride)):
             raise ValueError(f"{who}: output_padding must be >= 0 and smaller than stride {self.stride}, "
                              f"got {output_padding!r}")
+        if algorithm not in self.ALGORITHMS:
+            raise ValueError(f"{who}: algorithm must be one of {', '.join(map(repr, self.ALGORITHMS))}, "
+                             f"got {algorithm!r}")
+        if algorithm == "fourier" and self.stride != (1, 1):
+            raise ValueError(f"{who}: algorithm 'fourier' needs stride 1, got stride {self.stride}")
+        self.algorithm = algorithm
         self.use_bias = bias
         dtype = self._dtype_arg(dtype)
         self._add_param("weight", initialise(init, rng, (in_channels, out_channels) + self.kernel_size, dtype, who=who))
@@ -229,6 +242,13 @@ class ConvTranspose2D(Module):
         (ph, pw), (oh, ow) = self.padding, self.output_padding
         return (H - 1) * sh - 2 * ph + kh + oh, (W - 1) * sw - 2 * pw + kw + ow
 
+    def uses_fourier(self, x_shape) -> bool:
+        """Whether forward on an input of x_shape takes the Fourier path."""
+        if self.algorithm != "auto":
+            return self.algorithm == "fourier"
+        return self.stride == (1, 1) and fourier.worth_it(x_shape, self.out_channels, self.kernel_size,
+                                                           self.padding)
+
     def forward(self, X):
         self._check_input(X, ndim=4, dim=1, size=self.in_channels)
         N, _, H, W_ = X.shape
@@ -237,47 +257,57 @@ class ConvTranspose2D(Module):
         Ho, Wo = self.output_shape(H, W_)
         if Ho < 1 or Wo < 1:
             raise ShapeError(f"{self!r}: input of {H}x{W_} pixels gives an empty output ({Ho}x{Wo})")
-        X2 = _rows(X)                                                      # (N*H*W, Cin)
-        Wm = self._weight_matrix()                                         # (Cin, kh*kw*Cout)
-        # Y = col2im(cols), cols = X2 @ Wm (N*H*W, kh*kw*Cout) made one kernel offset at a time
-        Y = col2im(X2, (N, self.out_channels, Ho, Wo), self.kernel_size, self.stride, self.padding, B=Wm)
+        if self.uses_fourier(X.shape):
+            Y, spectra = fourier.conv_transpose(X, self.params["weight"], self.padding)
+            saved = ("fourier", spectra)
+        else:
+            X2 = _rows(X)                                                  # (N*H*W, Cin)
+            Wm = self._weight_matrix()                                     # (Cin, kh*kw*Cout)
+            # Y = col2im(cols), cols = X2 @ Wm (N*H*W, kh*kw*Cout) made one kernel offset at a time
+            Y = col2im(X2, (N, self.out_channels, Ho, Wo), self.kernel_size, self.stride, self.padding, B=Wm)
+            saved = ("im2col", (X2, Wm))
         if self.use_bias:
             Y += self.params["bias"][None, :, None, None]
-        return Y, self.save_for_backward(X2, Wm, (N, H, W_))
+        return Y, self.save_for_backward(*saved, (N, H, W_), X.dtype)
 
     def backward(self, dY, cache):
-        X2, Wm, x_shape = self.saved(cache)
-        cols = self._weight_grads(dY, X2, x_shape)                         # (N*H*W, kh*kw*Cout)
-        dX2 = cols @ Wm.T                                                  # (N*H*W, Cin)
-        return _to_nchw(dX2, *x_shape)
+        return self._grads(dY, cache, weight=True, inputs=True)
 
     def backward_params(self, dY, cache):
-        X2, _, x_shape = self.saved(cache)
-        self._weight_grads(dY, X2, x_shape)
+        self._grads(dY, cache, weight=True, inputs=False)
 
     def backward_input(self, dY, cache):
-        X2, Wm, x_shape = self.saved(cache)
-        self._check_grad(dY, (x_shape[0], self.out_channels) + self.output_shape(*x_shape[1:]), X2.dtype, X2)
-        cols, _ = im2col(dY, self.kernel_size, self.stride, self.padding)   # (N*H*W, kh*kw*Cout)
-        return _to_nchw(cols @ Wm.T, *x_shape)
+        return self._grads(dY, cache, weight=False, inputs=True)
 
-    def _weight_grads(self, dY, X2, x_shape):
-        """Accumulate dW and db; return the columns of dY for the input gradient."""
-        N, H, W_ = x_shape
-        self._check_grad(dY, (N, self.out_channels) + self.output_shape(H, W_), X2.dtype, X2)
-        cols, _ = im2col(dY, self.kernel_size, self.stride, self.padding)   # (N*H*W, kh*kw*Cout)
-        kh, kw = self.kernel_size
-        dWm = X2.T @ cols                                                  # (Cin, kh*kw*Cout)
-        self.grads["weight"] += dWm.reshape(self.in_channels, kh, kw, self.out_channels).transpose(0, 3, 1, 2)
-        if self.use_bias:
-            self.grads["bias"] += dY.sum(axis=(0, 2, 3))
-        return cols
+    def _grads(self, dY, cache, weight, inputs):
+        """Return dX if inputs (else None); accumulate dW and db if weight."""
+        path, saved, (N, H, W_), dtype = self.saved(cache)
+        like = saved[0]
+        self._check_grad(dY, (N, self.out_channels) + self.output_shape(H, W_), dtype, like)
+        if path == "fourier":
+            dX, dW = fourier.conv_transpose_grads(dY, saved, weight, inputs)
+        else:
+            X2, Wm = saved
+            cols, _ = im2col(dY, self.kernel_size, self.stride, self.padding)   # (N*H*W, kh*kw*Cout)
+            dX = _to_nchw(cols @ Wm.T, N, H, W_) if inputs else None           # dX2 = dcols Wm^T
+            dW = self._weight_tensor(X2.T @ cols) if weight else None          # dWm = X2^T dcols
+        if weight:
+            self.grads["weight"] += dW
+            if self.use_bias:
+                self.grads["bias"] += dY.sum(axis=(0, 2, 3))
+        return dX
 
     def _weight_matrix(self):
         """W (Cin, Cout, kh, kw) as the (Cin, kh*kw*Cout) matrix that makes the columns."""
         return self.params["weight"].transpose(0, 2, 3, 1).reshape(self.in_channels, -1)
 
+    def _weight_tensor(self, Wm):
+        """The inverse of _weight_matrix's layout: (Cin, kh*kw*Cout) -> (Cin, Cout, kh, kw)."""
+        kh, kw = self.kernel_size
+        return Wm.reshape(self.in_channels, kh, kw, self.out_channels).transpose(0, 3, 1, 2)
+
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, output_padding={self.output_padding}"
-                + ("" if self.use_bias else ", bias=False"))
+                + ("" if self.use_bias else ", bias=False")
+                + ("" if self.algorithm == "auto" else f", algorithm={self.algorithm!r}"))
