@@ -53,7 +53,7 @@ RECIPES = {**{f"{k}-tutorial": v for k, v in TUTORIAL.items()},
            # DCGAN_CHANNELS
            "dcgan": dict(model_args=dict(dropout=0.0, spectral_norm=True),
                          channels={28: dict(g_channels=(128, 64, 32), d_channels=(32, 64))},
-                         train=dict(steps=10500, batch_size=32, lr=4e-3, lr_g=8e-3, ema=0.999))}
+                         train=dict(steps=9500, batch_size=32, lr=4e-3, lr_g=8e-3, ema=0.999))}
 # Defaults of the train flags. The parser itself defaults them to None, so that --resume can tell
 # a flag the user gave (to honour or refuse) from one left out.
 TRAIN_DEFAULTS = dict(model="mlp", dataset="mnist", loss="bce", optimizer="adam", lr=2e-4, beta1=0.5, beta2=0.999,
