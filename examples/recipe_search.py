@@ -96,6 +96,9 @@ TRIALS = {
         "ema-small-b32-lr2e-3-sn": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 2e-3 --spectral-norm",
         "ema-small-b32-lrg2e-3-sn-lrd1e-3": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 1e-3 --spectral-norm",
         "ema-small-b32-lrg4e-3-sn-lrd2e-3": SMALL_DCGAN + " --batch-size 32 --lr-g 4e-3 --lr-d 2e-3 --spectral-norm",
+        "ema-small-b32-lrg8e-3-sn-lrd4e-3": SMALL_DCGAN + " --batch-size 32 --lr-g 8e-3 --lr-d 4e-3 --spectral-norm",
+        "ema-small-b32-lrg8e-3-sn-lrd4e-3-g256": SMALL_DCGAN + " --batch-size 32 --lr-g 8e-3 --lr-d 4e-3 --spectral-norm "
+                                                 "--g-hidden 256,64,32",
         "ema-small-b32-lrg2e-3-in0.1": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --instance-noise 0.1 --steps 8000",
         "ema-small-b32-lrg2e-3-in0.3": SMALL_DCGAN + " --batch-size 32 --lr-g 2e-3 --lr-d 5e-4 --instance-noise 0.3 --steps 8000",
     },
