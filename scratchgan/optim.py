@@ -23,7 +23,10 @@ exactly with state_dict() / load_state_dict(). Derivation: docs/optimizers.md.
 An optimiser packs its model's parameters and gradients into one flat buffer each
 (Module.flatten_parameters), so one step is a handful of vector operations over all of
 them. Cast or move the model (astype, to) BEFORE creating its optimiser: replacing the
-parameters afterwards is detected and refused.
+parameters afterwards is detected and refused. On the CPU, Adam and RMSprop make their dozen
+passes block by block (BLOCK elements, small enough for a core's L2 cache), so that only the
+first pass over a block reads it from memory: the same operations on every element, in the
+same order, so the same bits (docs/performance.md).
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ __all__ = ["Adam", "RMSprop", "SGD", "OPTIMIZERS"]
 
 
 class _Optimizer:
+    BLOCK = 1 << 16     # elements per block of a multi-pass step on the CPU: 4 arrays of 256 KB in float32
+
     def __init__(self, module, lr):
         if not isinstance(module, Module):
             raise TypeError(f"{type(self).__name__}: expected the Module to optimise, got a {type(module).__name__}")
@@ -57,7 +62,20 @@ class _Optimizer:
             self.flat_g.fill(0)
 
     def _zeros(self):
-        return backend.array_module(self.flat_p).zeros_like(self.flat_p)
+        return None if self.flat_p is None else backend.array_module(self.flat_p).zeros_like(self.flat_p)
+
+    def _blocks(self) -> list:
+        """Slices of the flat buffers that a multi-pass step updates one after the other:
+        BLOCK elements each on the CPU, the whole buffer on a GPU (where each pass is one kernel)."""
+        n = self.flat_p.size
+        size = self.BLOCK if backend.array_module(self.flat_p) is np else n
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def _scratch(self):
+        """A scratch array as long as the longest block."""
+        if self.flat_p is None:
+            return None
+        return backend.array_module(self.flat_p).zeros(self._blocks()[0].stop, self.flat_p.dtype)
 
     def _per_name(self, flat, prefix) -> dict:
         """Views of a flat state array, one per parameter name."""
@@ -105,18 +123,24 @@ class Adam(_Optimizer):
         self.weight_decay = check_real("Adam", "weight_decay", weight_decay, "[0, inf)")
         super().__init__(module, lr)  # after the checks: it packs the model's parameters
         self.t = 0
-        self.m, self.v, self._tmp = self._zeros(), self._zeros(), self._zeros()
+        self.m, self.v, self._tmp = self._zeros(), self._zeros(), self._scratch()
 
     def step(self) -> None:
         if self.flat_p is None:
             return
         self._check_module()
         self.t += 1
+        step_size = self.lr / (1 - self.beta1 ** self.t)
+        sqrt_bc2 = (1 - self.beta2 ** self.t) ** 0.5
+        for sl in self._blocks():
+            self._update(sl, step_size, sqrt_bc2)
+
+    def _update(self, sl, step_size, sqrt_bc2):
+        """The step on the elements sl of the flat buffers."""
         xp = backend.array_module(self.flat_p)
-        b1, b2, p, m, v, tmp = self.beta1, self.beta2, self.flat_p, self.m, self.v, self._tmp
-        g = self.flat_g + self.weight_decay * p if self.weight_decay else self.flat_g
-        step_size = self.lr / (1 - b1 ** self.t)
-        sqrt_bc2 = (1 - b2 ** self.t) ** 0.5
+        b1, b2, p, m, v = self.beta1, self.beta2, self.flat_p[sl], self.m[sl], self.v[sl]
+        tmp = self._tmp[:p.size]
+        g = self.flat_g[sl] + self.weight_decay * p if self.weight_decay else self.flat_g[sl]
         m *= b1                                   # m <- b1 m + (1 - b1) g
         xp.multiply(g, 1 - b1, out=tmp)
         m += tmp
@@ -149,7 +173,7 @@ class RMSprop(_Optimizer):
         self.centered = bool(centered)
         super().__init__(module, lr)  # after the checks: it packs the model's parameters
         self.t = 0
-        self.v, self._tmp = self._zeros(), self._zeros()
+        self.v, self._tmp = self._zeros(), self._scratch()
         self.a = self._zeros() if centered else None          # running mean of g (centered)
         self.buf = self._zeros() if momentum else None
 
@@ -158,17 +182,24 @@ class RMSprop(_Optimizer):
             return
         self._check_module()
         self.t += 1
+        for sl in self._blocks():
+            self._update(sl)
+
+    def _update(self, sl):
+        """The step on the elements sl of the flat buffers."""
         xp = backend.array_module(self.flat_p)
-        alpha, p, v, tmp = self.alpha, self.flat_p, self.v, self._tmp
-        g = self.flat_g + self.weight_decay * p if self.weight_decay else self.flat_g
+        alpha, p, v = self.alpha, self.flat_p[sl], self.v[sl]
+        tmp = self._tmp[:p.size]
+        g = self.flat_g[sl] + self.weight_decay * p if self.weight_decay else self.flat_g[sl]
         v *= alpha                                # v <- alpha v + (1 - alpha) g^2
         xp.multiply(g, g, out=tmp)
         tmp *= 1 - alpha
         v += tmp
         if self.centered:                         # v' = v - a^2, a <- alpha a + (1 - alpha) g
-            self.a *= alpha
-            self.a += (1 - alpha) * g
-            xp.multiply(self.a, self.a, out=tmp)
+            a = self.a[sl]
+            a *= alpha
+            a += (1 - alpha) * g
+            xp.multiply(a, a, out=tmp)
             xp.subtract(v, tmp, out=tmp)
             xp.sqrt(tmp, out=tmp)
         else:
@@ -176,9 +207,10 @@ class RMSprop(_Optimizer):
         tmp += self.eps                           # sqrt(v') + eps
         xp.divide(g, tmp, out=tmp)                # g / (sqrt(v') + eps)
         if self.momentum:
-            self.buf *= self.momentum
-            self.buf += tmp
-            tmp = self.buf
+            buf = self.buf[sl]
+            buf *= self.momentum
+            buf += tmp
+            tmp = buf
         p -= self.lr * tmp
 
     def _state_arrays(self):

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scratchgan as sg
-from scratchgan import backend, losses
+from scratchgan import backend, losses, optim
 
 from helpers import A, H, rng
 
@@ -459,3 +459,32 @@ def test_parameters_are_views_of_the_optimisers_flat_buffer():
         g[...] = 1.0
     opt.step()
     assert all(not np.array_equal(np.asarray(p), before[k]) for k, p, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("make_opt", [lambda m: sg.Adam(m, lr=0.01, betas=(0.5, 0.99)),
+                                      lambda m: sg.Adam(m, lr=0.01, weight_decay=0.01),
+                                      lambda m: optim.RMSprop(m, lr=0.01),
+                                      lambda m: optim.RMSprop(m, lr=0.01, centered=True, momentum=0.5, weight_decay=0.01)],
+                         ids=["adam", "adam_wd", "rmsprop", "rmsprop_centered_momentum_wd"])
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_optimizer_blocks_give_the_bits_of_one_pass(make_opt, block, monkeypatch):
+    """A step made block by block (block sizes that split parameters, one of 1 element) ends
+    bit for bit where the whole-buffer step does, over several steps and every state array."""
+    def run(block_size):
+        monkeypatch.setattr(optim._Optimizer, "BLOCK", block_size)
+        model = _train_model()
+        opt = make_opt(model)
+        if backend.xp() is np:      # (on a GPU a step is one pass whatever BLOCK is)
+            assert len(opt._blocks()) == -(-opt.flat_p.size // block_size)
+        r = rng(9)
+        for _ in range(4):
+            opt.zero_grad()
+            opt.flat_g[...] = A(r.standard_normal(opt.flat_g.shape).astype(opt.flat_g.dtype))
+            opt.step()
+        return H(opt.flat_p).copy(), {k: H(v).copy() for k, v in opt.flat_state().items()}
+    p_one, state_one = run(10**9)
+    p_blocks, state_blocks = run(block)
+    assert np.array_equal(p_one, p_blocks)
+    assert state_one.keys() == state_blocks.keys() and len(state_one) >= 1
+    for k in state_one:
+        assert np.array_equal(state_one[k], state_blocks[k]), k
