@@ -63,37 +63,54 @@ def im2col(X, kernel, stride, padding):
     return windows.reshape(N * Ho * Wo, kh * kw * C), (Ho, Wo)
 
 
+FEW_CHANNELS = 16   # col2im(cols @ B) with fewer channels makes the product whole: (rows, C) GEMMs of a few columns are slow
+
+
 def col2im(cols, x_shape, kernel, stride, padding, B=None):
     """The adjoint of im2col: scatter-add (N*Ho*Wo, kh*kw*C) columns into an NCHW array.
 
     Windows overlap when the stride is smaller than the kernel, so values must be summed.
     The loop runs over the kh*kw kernel offsets only (25 for a 5x5 kernel, never over batch
-    items or pixels): each step is one vectorised strided add over the whole batch.
+    items or pixels): each step is one vectorised add over the whole batch.
+
+    The sums are made in phase-major layout: padded row s*q + a of an axis with stride s is
+    row q of phase a, so the pixels that offset u = s*du + a reaches are the contiguous rows
+    du .. du + Ho - 1 of phase a, and every add moves runs of Wo*C values, not of C.
 
     With B (K, kh*kw*C) given, it returns col2im(cols @ B) without forming that product:
     col2im adds each (u, v) block of columns into its own window, so by linearity each
     block cols @ B[:, (u, v)] (N*Ho*Wo, C) can be made by its own GEMM and added while it
-    is still in cache. Same FLOPs, 1/(kh*kw) of the memory, and 13-19% faster for the
-    DCGAN's layers than one big GEMM followed by 25 adds out of main memory.
+    is still in cache. Same FLOPs, 1/(kh*kw) of the memory, and faster for the DCGAN's
+    layers than one big GEMM followed by adds out of main memory. Below FEW_CHANNELS
+    channels such GEMMs are too narrow to run well, and the product is made whole.
     """
     xp = backend.array_module(cols)
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     N, C, H, W = x_shape
     Ho, Wo = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
-    if B is None:
-        blocks = cols.reshape(N, Ho, Wo, kh, kw, C)
-    else:
+    per_offset = B is not None and C >= FEW_CHANNELS
+    if per_offset:
         B_uv = B.reshape(B.shape[0], kh, kw, C)                    # a view: B_uv[:, u, v] is (K, C)
         block = xp.empty((N * Ho * Wo, C), dtype=cols.dtype)
-    dXp = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), dtype=cols.dtype)
+    else:
+        blocks = (cols if B is None else cols @ B).reshape(N, Ho, Wo, kh, kw, C)
+    # phases[a, b, n, q, r, c] = dXp[n, sh*q + a, sw*r + b, c], dXp the padded channels-last gradient
+    phases = xp.zeros((sh, sw, N, -(-(H + 2 * ph) // sh), -(-(W + 2 * pw) // sw), C), dtype=cols.dtype)
     for u in range(kh):
         for v in range(kw):
-            if B is None:
-                dXp[:, u:u + sh * Ho:sh, v:v + sw * Wo:sw, :] += blocks[:, :, :, u, v, :]
-            else:
+            if per_offset:
                 xp.matmul(cols, B_uv[:, u, v, :], out=block)
-                dXp[:, u:u + sh * Ho:sh, v:v + sw * Wo:sw, :] += block.reshape(N, Ho, Wo, C)
-    return xp.ascontiguousarray(dXp[:, ph:ph + H, pw:pw + W, :].transpose(0, 3, 1, 2))
+            window = block.reshape(N, Ho, Wo, C) if per_offset else blocks[:, :, :, u, v, :]
+            phases[u % sh, v % sw, :, u // sh:u // sh + Ho, v // sw:v // sw + Wo, :] += window
+    dX = xp.empty((N, C, H, W), dtype=cols.dtype)
+    for a in range(sh):          # unpad and interleave: output row y is padded row y + ph
+        y0 = (a - ph) % sh       # the first output row in phase a
+        for b in range(sw):
+            x0 = (b - pw) % sw
+            rows = dX[:, :, y0::sh, x0::sw]
+            q0, r0 = (y0 + ph) // sh, (x0 + pw) // sw
+            rows[...] = phases[a, b, :, q0:q0 + rows.shape[2], r0:r0 + rows.shape[3], :].transpose(0, 3, 1, 2)
+    return dX
 
 
 def _to_nchw(Y2, N, H, W):
