@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = [
     "use", "name", "xp", "array_module", "asarray", "to_numpy", "is_cupy_array",
-    "default_dtype", "set_default_dtype", "random_generator", "random_rows", "synchronize",
+    "default_dtype", "set_default_dtype", "random_generator", "random_uint16", "synchronize",
     "as_strided", "tune_host_allocator", "set_threads", "threads", "available_cores", "idle_cores", "BackendError",
 ]
 
@@ -136,23 +136,26 @@ def random_generator(xp_module, seed: int, counter: int):
     return xp_module.random.default_rng((int(seed) * 0x9E3779B1 + int(counter)) % (2**63))
 
 
-def random_rows(rng, shape, first_row: int, total_rows: int, dtype):
-    """Rows ``first_row .. first_row + shape[0] - 1`` of ``rng.random((total_rows,) + shape[1:])``:
-    one rank's part of a global batch's uniform draws (distributed.py), equal to the slice of the
-    whole draw. On NumPy the generator (PCG64: one 64-bit output per float64 value, one per two
-    float32 values) is advanced past the earlier rows instead of drawing them; CuPy's generators
-    cannot be advanced, so the whole draw is made and sliced."""
-    shape = tuple(shape)
-    if first_row == 0 and shape[0] == total_rows:
-        return rng.random(shape, dtype=dtype)
+def random_uint16(rng, shape, first_row: int = 0, total_rows=None):
+    """Uniform 16-bit integers of ``shape``: rows ``first_row ..`` of a draw of
+    ``(total_rows,) + shape[1:]`` values (the whole draw by default), so that each rank of a
+    data-parallel run draws its part of the global batch's values (distributed.py).
+
+    On NumPy every 64-bit output of the generator (PCG64) gives four values, its bytes read as
+    little-endian 16-bit integers, and a rank advances the generator past the earlier rows
+    instead of drawing them. On CuPy the values are floor(65536 u) of float32 uniforms u (the
+    whole draw, then its rows), as its generators cannot be advanced."""
+    shape = tuple(int(d) for d in shape)
+    total_rows = shape[0] if total_rows is None else int(total_rows)
+    per_row = int(np.prod(shape[1:], dtype=np.int64))
     if not (isinstance(rng, np.random.Generator) and isinstance(rng.bit_generator, np.random.PCG64)):
-        return rng.random((total_rows,) + shape[1:], dtype=dtype)[first_row:first_row + shape[0]]
-    skip = first_row * int(np.prod(shape[1:], dtype=np.int64))
-    per_output = 2 if np.dtype(dtype) == np.float32 else 1
-    rng.bit_generator.advance(skip // per_output)
-    if skip % per_output:
-        rng.random(1, dtype=dtype)               # the second half of a 64-bit output
-    return rng.random(shape, dtype=dtype)
+        u = rng.random((total_rows,) + shape[1:], dtype=np.float32)[first_row:first_row + shape[0]]
+        return (u * 65536.0).astype(np.uint16)
+    skip, count = first_row * per_row, shape[0] * per_row
+    if skip // 4:
+        rng.bit_generator.advance(skip // 4)
+    words = rng.bit_generator.random_raw(-(-(skip % 4 + count) // 4))
+    return words.view("<u2")[skip % 4:skip % 4 + count].reshape(shape)
 
 
 def synchronize(xp_module=None) -> None:

@@ -10,7 +10,7 @@ the 1-rank step of the same global batch, not an approximation of it (docs/distr
 - data order, noise and labels are drawn for the global batch from the same (seed, counter)
   streams as in one process, and each rank keeps its rows;
 - Dropout draws only its rows of the global batch's mask (the stream skipped ahead to the first
-  of them, backend.random_rows), so masks are those of the 1-rank run;
+  of them, backend.random_uint16), so masks are those of the 1-rank run;
 - layers that look across the batch (BatchNorm, MinibatchStd) all-reduce their per-channel sums
   in forward and backward (``comm`` set by ``data_parallel``): SyncBatchNorm.
 

@@ -341,9 +341,11 @@ def test_dropout_statistics(p):
     layer = sg.Dropout(p, seed=7)
     K = 200
     ys = np.stack([H(layer.forward(A(x))[0]) for _ in range(K)])
-    # kept values are x / (1 - p), dropped ones exactly 0
+    # kept values are x / (1 - p') with p' = round(65536 p) / 65536 (within 7.7e-6 of p), dropped ones exactly 0
     kept = ys != 0
-    np.testing.assert_allclose(ys[kept], np.broadcast_to(x, ys.shape)[kept] / (1 - p), rtol=1e-12)
+    p_used = round(65536 * p) / 65536
+    assert abs(p_used - p) <= 2**-17
+    np.testing.assert_allclose(ys[kept], np.broadcast_to(x, ys.shape)[kept] / (1 - p_used), rtol=1e-12)
     # fraction dropped ~ p: binomial standard deviation over K*2000 draws
     frac, n_draws = 1 - kept.mean(), kept.size
     assert abs(frac - p) < 6 * math.sqrt(p * (1 - p) / n_draws)
@@ -351,6 +353,30 @@ def test_dropout_statistics(p):
     sigma = x * math.sqrt(p / ((1 - p) * K))
     assert np.all(np.abs(ys.mean(axis=0) - x) < 6 * sigma)
     assert abs(ys.mean() - x.mean()) < 6 * x.mean() * math.sqrt(p / ((1 - p) * K * x.size))
+
+
+def test_random_uint16_is_uniform_in_both_bytes():
+    """The four 16-bit values of each 64-bit output: every value of the high and of the low byte
+    equally often (6 sigma per bin over 2^20 draws), and no correlation between neighbours."""
+    r = H(backend.random_uint16(backend.random_generator(backend.xp(), 4, 0), (1024, 1024))).astype(np.int64).ravel()
+    n, bins = r.size, 256
+    for part in (r >> 8, r & 0xFF):
+        counts = np.bincount(part, minlength=bins)
+        assert np.all(np.abs(counts - n / bins) < 6 * math.sqrt(n / bins)), (counts.min(), counts.max())
+    x = (r - r.mean()) / r.std()
+    for lag in (1, 2, 3, 4):
+        assert abs(float((x[:-lag] * x[lag:]).mean())) < 6 / math.sqrt(n)
+
+
+@pytest.mark.parametrize("p", [1e-6, 1 - 1e-6, 1.0])
+def test_dropout_extreme_p(p):
+    """p below 2^-17 keeps everything (scale 1); above 1 - 2^-17, as p = 1, drops everything."""
+    x = A(rng(2).uniform(0.5, 2.0, (64, 64)))
+    y = H(sg.Dropout(p, seed=3).forward(x)[0])
+    if p < 0.5:
+        np.testing.assert_array_equal(y, H(x))
+    else:
+        assert not y.any() and np.isfinite(y).all()
 
 
 def test_dropout_eval_identity_and_p0_identity():

@@ -3,10 +3,16 @@ scaled by 1 / (1 - p), so E[Y] = X; in eval mode the layer is the identity.
 
     Y = X * M / (1 - p),  M ~ Bernoulli(1 - p)        dX = dY * M / (1 - p)
 
+The mask keeps a value where a uniform 16-bit integer r (backend.random_uint16: four per
+64-bit output of the generator, a quarter of the draws of one float per value) is at least
+t = round(65536 p). So the drop probability is p rounded to a multiple of 2^-16 (within
+7.7e-6 of p), and the scale is 65536 / (65536 - t), which keeps E[Y] = X exactly.
+
 The random state is two integers, (seed, calls): the mask of the k-th training call is
 drawn from a generator seeded by (seed, k), so a run resumed from a checkpoint draws
 exactly the masks it would have drawn, on either backend. In a data-parallel run (``comm`` set,
 distributed.py) each rank draws its rows of the global batch's mask, the masks of one process.
+(Until 2026-12-01 the mask compared one float32 uniform per value with p: other masks.)
 
 Double backward (docs/double-backward.md): ddY = ddX * M / (1 - p) with the same mask.
 """
@@ -32,20 +38,20 @@ class Dropout(Module):
         xp = backend.array_module(X)
         rng = backend.random_generator(xp, self.seed, int(self.buffers["calls"]))
         self.buffers["calls"] += 1
-        if self.p == 1.0:
+        t = round(65536 * self.p)                           # drop where r < t: P = t / 2^16
+        if t >= 65536:
             mask = xp.zeros_like(X)
         else:
-            mask = self._uniform(rng, X)
-            xp.greater_equal(mask, self.p, out=mask)       # the keep-mask as 1.0 / 0.0, in the draws' buffer
-            mask *= 1.0 / (1.0 - self.p)
+            mask = (self._uint16(rng, X) >= t).astype(X.dtype)  # the keep-mask as 1.0 / 0.0
+            mask *= 65536.0 / (65536 - t)
         return X * mask, self.save_for_backward(mask, None)
 
-    def _uniform(self, rng, X):
-        """U[0, 1) draws of X's shape: with ``comm``, this rank's rows of the global batch's draws."""
+    def _uint16(self, rng, X):
+        """Uniform 16-bit integers of X's shape: with ``comm``, this rank's rows of the global batch's."""
         if self.comm is None:
-            return rng.random(X.shape, dtype=X.dtype)
+            return backend.random_uint16(rng, X.shape)
         total = len(X) * self.comm.size
-        return backend.random_rows(rng, X.shape, self.comm.rows(total).start, total, X.dtype)
+        return backend.random_uint16(rng, X.shape, self.comm.rows(total).start, total)
 
     def backward(self, dY, cache):
         """mask: the scaled keep-mask, or None when the layer was the identity (Y = X)."""
