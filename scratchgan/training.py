@@ -536,11 +536,11 @@ class Trainer:
 
     def _request_stop(self, signum, frame):
         name = signal.Signals(signum).name
-        if self._saving:  # never interrupt a checkpoint being written: stop right after it
-            self._abort_after_save = True
-            self._say(f"\n{name}: a checkpoint is being written; stopping right after it")
-            return
         if self._stop_requested:  # a second Ctrl-C stops at once (the last checkpoint on disk is intact)
+            if self._saving:      # but never interrupts a checkpoint being written: right after it
+                self._abort_after_save = True
+                self._say(f"\n{name}: a checkpoint is being written; stopping right after it")
+                return
             raise KeyboardInterrupt
         self._stop_requested = signum
         self._say(f"\n{name}: finishing this step and saving a checkpoint (Ctrl-C again to abort)")

@@ -546,6 +546,27 @@ def terminal_sigint():
     signal.signal(signal.SIGINT, before)
 
 
+def test_a_first_ctrl_c_during_a_save_is_a_normal_stop(run, capsys, monkeypatch, terminal_sigint):
+    """A first Ctrl-C that lands while a checkpoint is being written asks for the usual stop: the
+    save completes, the run stops at that step with its message, and nothing aborts."""
+    import scratchgan.training as training
+    real_save, calls = training.save_checkpoint, []
+
+    def save_interrupted(stem, arrays, meta):
+        calls.append(meta["step"])
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_save(stem, arrays, meta)
+
+    monkeypatch.setattr(training, "save_checkpoint", save_interrupted)
+    rc, out, err = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "9", "--checkpoint-every", "1")
+    assert rc == 130, err
+    assert "stopped by SIGINT: checkpoint saved at step 7" in out and "interrupted" not in err
+    assert calls == [7]                                 # no second save of the same step
+    arrays, meta = load_checkpoint(latest_checkpoint(run / "checkpoints"))
+    assert meta["step"] == 7
+
+
 def test_a_second_ctrl_c_during_the_save_lets_the_save_finish(run, capsys, monkeypatch, terminal_sigint):
     import scratchgan.training as training
     real_save = training.save_checkpoint
