@@ -206,6 +206,8 @@ GPU_LAYERS = {
     "conv2d": (lambda: sg.Conv2D(3, 4, 3, stride=2, padding=1, rng=0), (2, 3, 7, 6)),
     "convT": (lambda: sg.ConvTranspose2D(3, 2, 4, stride=2, padding=1, output_padding=1, rng=0), (2, 3, 3, 4)),
     "convT_fourier": (lambda: sg.ConvTranspose2D(3, 2, 5, padding=2, algorithm="fourier", rng=0), (2, 3, 4, 5)),
+    "convT_fourier_s2": (lambda: sg.ConvTranspose2D(3, 2, 5, stride=2, padding=2, output_padding=1,
+                                                    algorithm="fourier", rng=0), (2, 3, 3, 4)),
     "bn1d": (lambda: sg.BatchNorm1d(4), (6, 4)),
     "bn1d_eval": (lambda: sg.BatchNorm1d(4).eval(), (6, 4)),
     "bn2d": (lambda: sg.BatchNorm2d(3, affine=False), (2, 3, 4, 4)),

@@ -213,6 +213,13 @@ class Conv2D(Module):
                 f"stride={self.stride}, padding={self.padding}" + ("" if self.use_bias else ", bias=False"))
 
 
+# ConvTranspose2D's "auto" takes the Fourier path where it needs at most this share of im2col's
+# FLOPs: its many small per-frequency products run below the rate of im2col's large ones, and
+# its backward, two thirds of a training step's work, more so than its forward. So in train mode
+# the DCGAN's stride-2 layer (0.77) stays on im2col, and in eval mode (sampling) it does not.
+FOURIER_SHARE = {"train": 0.5, "eval": 0.8}
+
+
 class ConvTranspose2D(Module):
     """Transposed convolution, weight (in, out, kh, kw), NCHW.
 
@@ -220,10 +227,11 @@ class ConvTranspose2D(Module):
     maps s different input sizes to the same output size; output_padding (< stride)
     picks which one the transposed convolution returns.
 
-    algorithm: "im2col" (GEMM, then col2im; every stride), "fourier" (stride 1 only: one
-    matrix product per frequency, layers/fourier.py), or "auto" (the default): "fourier"
-    where stride is 1 and it needs at most half of im2col's multiply-adds, else "im2col".
-    Both compute the same map; they differ in rounding only.
+    algorithm: "im2col" (GEMM, then col2im), "fourier" (one matrix product per frequency,
+    layers/fourier.py), or "auto" (the default): "fourier" where it needs at most
+    FOURIER_SHARE of im2col's multiply-adds (a share for train mode, a larger one for eval
+    mode, where no backward follows as a rule), else "im2col". Both compute the same map;
+    they differ in rounding only.
     """
 
     double_backward_note = ("not written: a generator layer (a WGAN-GP critic downsamples with Conv2D); "
@@ -245,8 +253,6 @@ class ConvTranspose2D(Module):
         if algorithm not in self.ALGORITHMS:
             raise ValueError(f"{who}: algorithm must be one of {', '.join(map(repr, self.ALGORITHMS))}, "
                              f"got {algorithm!r}")
-        if algorithm == "fourier" and self.stride != (1, 1):
-            raise ValueError(f"{who}: algorithm 'fourier' needs stride 1, got stride {self.stride}")
         self.algorithm = algorithm
         self.use_bias = bias
         dtype = self._dtype_arg(dtype)
@@ -260,11 +266,12 @@ class ConvTranspose2D(Module):
         return (H - 1) * sh - 2 * ph + kh + oh, (W - 1) * sw - 2 * pw + kw + ow
 
     def uses_fourier(self, x_shape) -> bool:
-        """Whether forward on an input of x_shape takes the Fourier path."""
+        """Whether forward on an input of x_shape takes the Fourier path (in the current mode)."""
         if self.algorithm != "auto":
             return self.algorithm == "fourier"
-        return self.stride == (1, 1) and fourier.worth_it(x_shape, self.out_channels, self.kernel_size,
-                                                           self.padding)
+        cost, im2col_cost = fourier.flops(x_shape, self.out_channels, self.kernel_size, self.stride, self.padding,
+                                          self.output_shape(*x_shape[2:]))
+        return cost <= FOURIER_SHARE["train" if self.training else "eval"] * im2col_cost
 
     def forward(self, X):
         self._check_input(X, ndim=4, dim=1, size=self.in_channels)
@@ -275,7 +282,7 @@ class ConvTranspose2D(Module):
         if Ho < 1 or Wo < 1:
             raise ShapeError(f"{self!r}: input of {H}x{W_} pixels gives an empty output ({Ho}x{Wo})")
         if self.uses_fourier(X.shape):
-            Y, spectra = fourier.conv_transpose(X, self.params["weight"], self.padding)
+            Y, spectra = fourier.conv_transpose(X, self.params["weight"], self.stride, self.padding, (Ho, Wo))
             saved = ("fourier", spectra)
         else:
             X2 = _rows(X)                                                  # (N*H*W, Cin)

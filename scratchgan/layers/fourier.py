@@ -1,32 +1,40 @@
-"""A stride-1 transposed convolution as one matrix product per frequency (docs/layers/fourier.md).
+"""A transposed convolution as one complex matrix product per frequency (docs/layers/fourier.md).
 
-With stride 1, ConvTranspose2D is a full 2-D convolution of every input map with every
-kernel, summed over input channels and cropped by the padding (p, q):
+ConvTranspose2D scatters each input pixel's kh x kw patch of weights into the output at
+stride s and crops the padding (p, q):
 
-    Y[n, o, i, j] = sum_{c, a, b} X[n, c, a, b] W[c, o, i + p - a, j + q - b]
+    Y[n, o, y, x] = sum over c, i, j, u, v with s i + u = y + p, s j + v = x + q of X[n, c, i, j] W[c, o, u, v]
 
-On a periodic grid of L x M = (H + kh - 1 - p) x (W + kw - 1 - q) points the convolution
-theorem turns it into a product per frequency f, and the sum over c into a matrix product:
+Phases. An output row with y + p = s Q + a receives only the taps u = s du + a, from the
+input rows i = Q - du. So each of the s*s output phases (a, b) (every s-th row from the first
+that a reaches, every s-th column likewise) is a stride-1 full convolution of X with the
+sub-kernel W[:, :, a::s, b::s], cropped. Stride 1 has one phase: the whole kernel.
 
-    Yh[f] = Xh[f] @ Wh[f]        (N, C) @ (C, O), complex, one for each of F frequencies
+Frequencies. On a periodic grid of L x M points, just large enough that every phase's
+wrap-around lands only on positions it crops (`phases`), the convolution theorem turns each
+phase into a product per frequency f, and the sum over c into a matrix product. The phases
+share X's spectrum and their kernels' spectra are stacked along the output channels, so the
+layer is one complex product per frequency, F of them:
 
-(L x M is just large enough that the periodic wrap-around lands only on the cropped pixels.)
-The transforms are small real matrices (`dft_matrices`): Tx maps a map's H*W pixels to the
-real and imaginary parts of its F = L * (M // 2 + 1) frequencies (half the spectrum: the
-rest are conjugates, as the maps are real), Tw the same for the kh*kw taps, and Ty is the
-inverse transform read only at the Ho x Wo kept pixels. Every step is then a GEMM:
+    YhT[f] = WhT[f] Xh[f]^T        (P*O, C) @ (C, N), P = s*s phases
 
-    Xh = Tx X^T      Wh = Tw W^T      Yh[f] = Xh[f] Wh[f]      Y = Yh^T Ty
+The transforms are small real matrices (`dft_matrices`, half the spectrum, rows ordered
+(frequency, real/imaginary)): Tx maps a map's H*W pixels to its F frequencies, Tw every
+phase's taps (zero for the taps that are not the phase's), and Ty[k] is phase k's inverse
+transform read only at its kept pixels. Every step is a GEMM:
 
-and backward is their transposes in reverse order; the complex products' transposes are
-products with the conjugate (docs/layers/fourier.md):
+    Xh = Tx X^T     WhT = Tw W^T     YhT[f] = WhT[f] Xh[f]^T     Y_k = YhT_k^T Ty[k]
 
-    dYh = Ty dY^T    dXh[f] = dYh[f] Wh[f]^H    dWh[f] = Xh[f]^H dYh[f]
-    dX = dXh^T Tx    dW = dWh^T Tw
+(With one phase the product is taken the other way round, Yh[f] = Xh[f] Wh[f], (N, C) @ (C, O),
+which leaves Y in NCHW order.) Backward is the transposes in reverse order; the complex
+products' transposes are products with the conjugate (docs/layers/fourier.md):
 
-For the DCGAN's 256 -> 128, 5x5 layer on 7x7 maps that is 1.1 GFLOP where im2col's product
-is 5.1 (F = 45 frequencies against 25 kernel taps times 49 pixels). `worth_it` compares the
-two counts; ConvTranspose2D takes this path where it is at least twice as cheap.
+    dYhT_k = Ty[k] dY_k^T     dXh[f] = dYhT[f]^T conj(WhT[f])     dWhT[f] = dYhT[f] conj(Xh[f])
+    dX = dXh^T Tx             dW = dWhT^T Tw
+
+For the DCGAN's 256 -> 128, 5x5 stride-1 layer on 7x7 maps that is 1.1 GFLOP at batch 64
+where im2col's product is 5.1; for its 128 -> 64 stride-2 layer (7 -> 14), 1.0 against 1.3,
+and none of col2im's adds. `flops` counts both; ConvTranspose2D's "auto" compares them.
 
 A spectrum is stored as (F, 2, rows, cols): [:, 0] real parts, [:, 1] imaginary parts.
 """
@@ -39,60 +47,79 @@ import numpy as np
 from .. import backend
 
 
-def grid(x_hw, k_hw, padding):
-    """The periodic grid (L, M) and the output size (Ho, Wo) of a stride-1 transposed convolution."""
-    (H, W), (kh, kw), (p, q) = x_hw, k_hw, padding
-    L, M = H + kh - 1 - p, W + kw - 1 - q
-    return (L, M), (L - p, M - q)
+def phases(n_in, k, s, p, n_out):
+    """One axis: per phase a = 0 .. s-1 the tuple (taps, first, count, start): the number of
+    kernel taps a, a + s, ...; the first output index the phase reaches and how many it has
+    (every s-th); and the grid position of the first. Also the grid size: the smallest
+    period on which every phase's wrap-around lands only on positions it crops."""
+    rows = []
+    for a in range(s):
+        first = (a - p) % s                    # output y is phase a when y + p = a (mod s)
+        rows.append((len(range(a, k, s)), first, len(range(first, n_out, s)), (first + p) // s))
+    # a phase's full convolution runs over [0, n_in + taps - 2] and keeps [start, start + count)
+    period = max(max(n_in + taps - 1 - start, start + count) for taps, _, count, start in rows)
+    return rows, period
 
 
-def worth_it(x_shape, out_channels, k_hw, padding) -> bool:
-    """True when this path needs at most half of im2col's multiply-adds (2 FLOPs each)."""
+def flops(x_shape, out_channels, k_hw, stride, padding, out_hw) -> tuple[int, int]:
+    """(Fourier, im2col) FLOPs of the forward, 2 per multiply-add (the backward's are twice each)."""
     N, C, H, W = x_shape
-    O, (kh, kw) = out_channels, k_hw
-    (L, M), (Ho, Wo) = grid((H, W), k_hw, padding)
-    F = L * (M // 2 + 1)
+    O, (kh, kw), (sh, sw), (Ho, Wo) = out_channels, k_hw, stride, out_hw
+    (_, L), (_, M) = phases(H, kh, sh, padding[0], Ho), phases(W, kw, sw, padding[1], Wo)
+    F, P = L * (M // 2 + 1), sh * sw
     im2col = 2 * N * H * W * C * O * kh * kw
-    fourier = 8 * F * N * C * O + 4 * F * (H * W * N * C + kh * kw * C * O + Ho * Wo * N * O)
-    return 2 * fourier <= im2col
+    fourier = 8 * F * N * C * P * O + 4 * F * (H * W * N * C + P * kh * kw * C * O + Ho * Wo * N * O)
+    return fourier, im2col
 
 
-def _host_matrices(x_hw, k_hw, padding):
-    """Tx (2F, H*W), Tw (2F, kh*kw), Ty (2F, Ho*Wo) in float64; rows ordered (f, real/imaginary)."""
-    (L, M), (Ho, Wo) = grid(x_hw, k_hw, padding)
+def _host_matrices(x_hw, k_hw, stride, padding, out_hw):
+    """Tx (2F, H*W), Tw (2F*P, kh*kw) with rows (f, real/imaginary, phase), and per phase k
+    Ty[k] (2F, count_h*count_w) and the phase's first output (row, column); float64."""
+    (H, W), (kh, kw), (sh, sw), (p, q), (Ho, Wo) = x_hw, k_hw, stride, padding, out_hw
+    rows, L = phases(H, kh, sh, p, Ho)
+    cols, M = phases(W, kw, sw, q, Wo)
     fh, fw = np.arange(L), np.arange(M // 2 + 1)
+    F = len(fh) * len(fw)
 
-    def phases(rows, cols):
-        """2 pi (fh r / L + fw c / M) for pixel (r, c): (F, rows*cols)."""
-        theta = (fh[:, None, None, None] * rows[None, None, :, None] / L
-                 + fw[None, :, None, None] * cols[None, None, None, :] / M)
-        return 2 * np.pi * theta.reshape(len(fh) * len(fw), len(rows) * len(cols))
+    def spectrum(r, c, scale=1.0):
+        """(cos, -sin) of 2 pi (fh r / L + fw c / M) for every grid point (r, c): (F, 2, len(r)*len(c))."""
+        theta = 2 * np.pi * (fh[:, None, None, None] * np.asarray(r)[None, None, :, None] / L
+                             + fw[None, :, None, None] * np.asarray(c)[None, None, None, :] / M)
+        theta = theta.reshape(F, len(r) * len(c))
+        T = np.stack([np.cos(theta), -np.sin(theta)], axis=1)
+        # cos and sin of multiples of pi/2 are 0 up to rounding (1e-16): make them exactly 0, or
+        # products with them make denormal floats, which the CPU multiplies up to 100x slower
+        T[np.abs(T) < 1e-12] = 0.0
+        return T * (scale[:, None] if np.ndim(scale) else scale)
 
-    def interleave(re, im):
-        return np.stack([re, im], axis=1).reshape(2 * re.shape[0], re.shape[1])
+    Tx = spectrum(np.arange(H), np.arange(W)).reshape(2 * F, H * W)
+    Tw = np.zeros((F, 2, sh, sw, kh, kw))
+    # the inverse at kept positions: a frequency fw in (0, M/2) stands for itself and its
+    # conjugate -fw, so it counts twice
+    scale = np.tile(np.where((fw == 0) | (2 * fw == M), 1.0, 2.0), L)[:, None] / (L * M)
+    Ty, firsts = [], []
+    for a, (taps_h, first_h, count_h, start_h) in enumerate(rows):
+        for b, (taps_w, first_w, count_w, start_w) in enumerate(cols):
+            Tw[:, :, a, b, a::sh, b::sw] = spectrum(np.arange(taps_h), np.arange(taps_w)).reshape(
+                F, 2, taps_h, taps_w)
+            Ty.append(spectrum(start_h + np.arange(count_h), start_w + np.arange(count_w), scale).reshape(
+                2 * F, count_h * count_w))
+            firsts.append((first_h, first_w))
+    return Tx, Tw.reshape(2 * F * sh * sw, kh * kw), Ty, firsts
 
-    (H, W), (kh, kw), (p, q) = x_hw, k_hw, padding
-    tx = phases(np.arange(H), np.arange(W))
-    tw = phases(np.arange(kh), np.arange(kw))
-    Tx, Tw = interleave(np.cos(tx), -np.sin(tx)), interleave(np.cos(tw), -np.sin(tw))
-    # inverse at the kept pixels (i + p, j + q); a frequency fw in (0, M/2) stands for itself
-    # and its conjugate -fw, so it counts twice
-    twice = np.where((fw == 0) | (2 * fw == M), 1.0, 2.0)
-    scale = np.tile(twice, L)[:, None] / (L * M)
-    ty = phases(np.arange(Ho) + p, np.arange(Wo) + q)
-    Ty = interleave(scale * np.cos(ty), -scale * np.sin(ty))
-    return Tx, Tw, Ty
 
-
-def dft_matrices(x_hw, k_hw, padding, like):
-    """(Tx, Tw, Ty) in like's dtype and backend; made once per geometry, dtype and backend,
-    and shared: read-only."""
-    return _matrices(tuple(x_hw), tuple(k_hw), tuple(padding), like.dtype.str, backend.array_module(like))
+def dft_matrices(x_hw, k_hw, stride, padding, out_hw, like):
+    """(Tx, Tw, [Ty per phase], [first output (row, column) per phase]) in like's dtype and
+    backend; made once per geometry, dtype and backend, and shared: read-only."""
+    key = tuple(tuple(int(v) for v in pair) for pair in (x_hw, k_hw, stride, padding, out_hw))
+    return _matrices(*key, like.dtype.str, backend.array_module(like))
 
 
 @functools.lru_cache(maxsize=64)
-def _matrices(x_hw, k_hw, padding, dtype, xp):
-    return tuple(xp.asarray(T, dtype=dtype) for T in _host_matrices(x_hw, k_hw, padding))
+def _matrices(x_hw, k_hw, stride, padding, out_hw, dtype, xp):
+    Tx, Tw, Ty, firsts = _host_matrices(x_hw, k_hw, stride, padding, out_hw)
+    as_ = functools.partial(xp.asarray, dtype=dtype)
+    return as_(Tx), as_(Tw), [as_(T) for T in Ty], firsts
 
 
 def complex_matmul(A, B, conj=None):
@@ -126,31 +153,72 @@ def complex_matmul(A, B, conj=None):
     return out
 
 
-def conv_transpose(X, W, padding):
-    """Y (N, O, Ho, Wo) of a stride-1 ConvTranspose2D without bias, and what backward needs."""
+def conv_transpose(X, W, stride, padding, out_hw):
+    """Y (N, O, Ho, Wo) of a ConvTranspose2D without bias, and what backward needs."""
     N, C, H, Wd = X.shape
     O, kh, kw = W.shape[1:]
-    Tx, Tw, Ty = dft_matrices((H, Wd), (kh, kw), padding, X)
-    F = Tx.shape[0] // 2
-    _, (Ho, Wo) = grid((H, Wd), (kh, kw), padding)
+    geometry = ((H, Wd), (kh, kw), tuple(stride), tuple(padding), tuple(out_hw))
+    Tx, Tw, Ty, firsts = dft_matrices(*geometry, like=X)
+    F, P = Tx.shape[0] // 2, len(Ty)
     Xh = (Tx @ X.reshape(N * C, H * Wd).T).reshape(F, 2, N, C)             # every input map's spectrum
-    Wh = (Tw @ W.reshape(C * O, kh * kw).T).reshape(F, 2, C, O)            # every kernel's
-    Yh = complex_matmul(Xh, Wh)                                            # (F, 2, N, O)
-    Y = Yh.reshape(2 * F, N * O).T @ Ty                                    # (N*O, Ho*Wo): NCHW rows
-    return Y.reshape(N, O, Ho, Wo), (Xh, Wh, (Tx, Tw, Ty), W.shape, (H, Wd))
+    if P == 1:   # one phase: Yh[f] = Xh[f] Wh[f] comes out with rows (n, o), Y in NCHW at once
+        Wh = (Tw @ W.reshape(C * O, kh * kw).T).reshape(F, 2, C, O)
+        Yh = complex_matmul(Xh, Wh)                                        # (F, 2, N, O)
+        Y = (Yh.reshape(2 * F, N * O).T @ Ty[0]).reshape((N, O) + geometry[4])
+        return Y, (Xh, Wh, geometry)
+    # phases: their kernels stacked as rows of WhT, so that each phase is a block of YhT's rows.
+    # The cache keeps Wt, a copy of W, not WhT (P times larger): backward rebuilds WhT with one GEMM
+    Wt = W.transpose(1, 0, 2, 3).reshape(O * C, kh * kw)                   # a copy: what backward differentiates
+    WhT = (Tw @ Wt.T).reshape(F, 2, P * O, C)
+    YhT = complex_matmul(WhT, Xh.swapaxes(2, 3))                           # (F, 2, P*O, N)
+    Y = backend.array_module(X).empty((N, O) + geometry[4], dtype=X.dtype)
+    for k, (first, Ty_k) in enumerate(zip(firsts, Ty)):
+        Y_k = Y[:, :, first[0]::stride[0], first[1]::stride[1]]            # phase k's pixels, (N, O, h, w)
+        rows = YhT[:, :, k * O:(k + 1) * O].reshape(2 * F, O * N).T @ Ty_k  # (O*N, h*w): rows (o, n)
+        Y_k[...] = rows.reshape((O, N) + Y_k.shape[2:]).transpose(1, 0, 2, 3)
+    return Y, (Xh, Wt, geometry)
 
 
 def conv_transpose_grads(dY, saved, weight=True, inputs=True):
     """(dX, dW) of conv_transpose from what it saved; either is None when not asked for."""
-    Xh, Wh, (Tx, Tw, Ty), w_shape, (H, Wd) = saved
+    Xh, kernels, geometry = saved               # kernels: Wh with one phase, Wt with phases
+    (H, Wd), (kh, kw), stride, _, _ = geometry
+    Tx, Tw, Ty, firsts = dft_matrices(*geometry, like=dY)
+    xp = backend.array_module(dY)
     F, _, N, C = Xh.shape
-    O = w_shape[1]
-    dYh = (Ty @ dY.reshape(N * O, -1).T).reshape(F, 2, N, O)               # the inverse DFT's transpose
+    P = len(Ty)
+    if P == 1:
+        Wh = kernels
+        O = Wh.shape[3]
+        dYh = (Ty[0] @ dY.reshape(N * O, -1).T).reshape(F, 2, N, O)      # the inverse DFT's transpose
+        dX = dW = None
+        if inputs:
+            dXh = complex_matmul(dYh, Wh, conj="b")                        # dYh[f] Wh[f]^H  (F, 2, N, C)
+            dX = (dXh.reshape(2 * F, N * C).T @ Tx).reshape(N, C, H, Wd)
+        if weight:
+            dWh = complex_matmul(Xh, dYh, conj="a")                        # Xh[f]^H dYh[f]  (F, 2, C, O)
+            dW = (dWh.reshape(2 * F, C * O).T @ Tw).reshape(C, O, kh, kw)
+        return dX, dW
+    Wt = kernels
+    O = Wt.shape[0] // C
+    dYhT = xp.empty((F, 2, P * O, N), dtype=dY.dtype)
+    for k, (first, Ty_k) in enumerate(zip(firsts, Ty)):                    # the inverse DFTs' transposes
+        dY_k = dY[:, :, first[0]::stride[0], first[1]::stride[1]]
+        rows = dY_k.transpose(1, 0, 2, 3).reshape(O * N, dY_k.shape[2] * dY_k.shape[3])   # (O*N, h*w)
+        dYhT[:, :, k * O:(k + 1) * O] = (Ty_k @ rows.T).reshape(F, 2, O, N)
     dX = dW = None
-    if inputs:
-        dXh = complex_matmul(dYh, Wh, conj="b")                            # dYh[f] Wh[f]^H  (F, 2, N, C)
+    if inputs:   # dXh[f] = dYhT[f]^T conj(WhT[f]), the sums over P*O stacked real over imaginary
+        dXh = xp.empty((F, 2, N, C), dtype=dY.dtype)
+        W_stacked = (Tw @ Wt.T).reshape(F, 2 * P * O, C)                                 # WhT again: [Wr; Wi]
+        xp.matmul(dYhT.reshape(F, 2 * P * O, N).swapaxes(1, 2), W_stacked, out=dXh[:, 0])  # dYr^T Wr + dYi^T Wi
+        xp.matmul(xp.concatenate([dYhT[:, 1], -dYhT[:, 0]], axis=1).swapaxes(1, 2), W_stacked,
+                  out=dXh[:, 1])                                                         # dYi^T Wr - dYr^T Wi
         dX = (dXh.reshape(2 * F, N * C).T @ Tx).reshape(N, C, H, Wd)
-    if weight:
-        dWh = complex_matmul(Xh, dYh, conj="a")                            # Xh[f]^H dYh[f]  (F, 2, C, O)
-        dW = (dWh.reshape(2 * F, C * O).T @ Tw).reshape(w_shape)
+        del W_stacked, dXh
+    if weight:   # dWhT[f] = dYhT[f] conj(Xh[f]), the sums over N stacked real over imaginary
+        dWhT = xp.empty((F, 2, P * O, C), dtype=dY.dtype)
+        dY_stacked = dYhT.transpose(0, 2, 1, 3).reshape(F, P * O, 2 * N)                  # [dYr, dYi]
+        xp.matmul(dY_stacked, Xh.reshape(F, 2 * N, C), out=dWhT[:, 0])                     # dYr Xr + dYi Xi
+        xp.matmul(dY_stacked, xp.concatenate([-Xh[:, 1], Xh[:, 0]], axis=1), out=dWhT[:, 1])   # dYi Xr - dYr Xi
+        dW = (dWhT.reshape(2 * F * P, O * C).T @ Tw).reshape(O, C, kh, kw).transpose(1, 0, 2, 3)
     return dX, dW
