@@ -212,6 +212,44 @@ def test_fourier_conv_transpose_float32_is_as_close_as_im2col(cin, cout, stride)
             assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 
+@given(geo=conv_geometry(), n=st.integers(1, 3), cin=st.integers(1, 4), cout=st.integers(1, 4), seed=seeds)
+def test_conv2d_input_gradient_by_fourier_equals_col2im(geo, n, cin, cout, seed):
+    """Conv2D's input gradient is a transposed convolution of dY: the Fourier path (forced by a
+    share of infinity) and col2im (share 0) give the same dX from backward and backward_input,
+    in float64, for every geometry (strides 1 to 3); the weight gradients do not depend on it."""
+    from scratchgan.layers import conv
+    r = rng(seed)
+    x = r.standard_normal((n, cin, geo["H"], geo["W"]))
+    results = []
+    share = conv.FOURIER_SHARE
+    try:
+        for conv.FOURIER_SHARE in ({"train": 0, "eval": 0}, {"train": 0, "eval": float("inf")}):
+            layer = sg.Conv2D(cin, cout, geo["kernel"], stride=geo["stride"], padding=geo["padding"], rng=seed,
+                              dtype=np.float64)
+            y, cache = layer.forward(A(x))
+            dy = rng(seed + 1).standard_normal(tuple(y.shape))
+            results.append((H(layer.backward(A(dy), cache)), H(layer.backward_input(A(dy), cache)),
+                            H(layer.grads["weight"])))
+    finally:
+        conv.FOURIER_SHARE = share
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-11)
+
+
+def test_conv2d_takes_the_fourier_path_for_the_dcgan_discriminators_input_gradient(monkeypatch):
+    """D's 64 -> 128 stride-2 convolution: its dX (ConvTranspose2D's geometry, 0.77 of im2col's
+    FLOPs at batch 64) by the Fourier path, its first layer's (one input channel) by col2im."""
+    from scratchgan.layers import conv, fourier
+    calls = []
+    real = fourier.conv_transpose
+    monkeypatch.setattr(fourier, "conv_transpose", lambda *a: calls.append(a[0].shape) or real(*a))
+    for cin, cout, hw in [(64, 128, 14), (1, 64, 28)]:
+        layer = sg.Conv2D(cin, cout, 5, stride=2, padding=2, rng=0)
+        y, cache = layer.forward(A(rng(0).standard_normal((64, cin, hw, hw)).astype(np.float32)))
+        layer.backward_input(A(np.ones(y.shape, np.float32)), cache)
+    assert calls == [(64, 128, 7, 7)]
+
+
 @given(geo=convT_geometry(max_stride=3, max_kernel=5), seed=seeds)
 def test_fourier_matrices_are_the_dft_on_the_grid(geo, seed):
     """Tx is numpy's rfft2 of a map on the periodic grid, each phase's rows of Tw that of the

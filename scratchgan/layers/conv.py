@@ -65,6 +65,14 @@ def im2col(X, kernel, stride, padding):
 
 FEW_CHANNELS = 16   # col2im(cols @ B) with fewer channels makes the product whole: (rows, C) GEMMs of a few columns are slow
 
+# The Fourier path (a transposed convolution: ConvTranspose2D's forward, Conv2D's input gradient)
+# is taken where it needs at most this share of im2col's FLOPs: its many small per-frequency
+# products run below the rate of im2col's large ones, and its backward more so than its forward.
+# "train": a ConvTranspose2D in train mode, whose backward follows; "eval": one in eval mode
+# (sampling), and Conv2D's input gradient, which nothing differentiates further. So the DCGAN's
+# 128 -> 64 stride-2 layers (0.77 of im2col's FLOPs) take it when sampling and for D's input gradient.
+FOURIER_SHARE = {"train": 0.5, "eval": 0.8}
+
 
 def col2im(cols, x_shape, kernel, stride, padding, B=None):
     """The adjoint of im2col: scatter-add (N*Ho*Wo, kh*kw*C) columns into an NCHW array.
@@ -166,7 +174,7 @@ class Conv2D(Module):
     def backward(self, dY, cache):
         x_shape, cols, Wm = self.saved(cache)
         dY2 = self._weight_grads(dY, x_shape, cols)                        # (N*Ho*Wo, O)
-        return self._input_grad(dY2, x_shape, Wm)
+        return self._input_grad(dY, x_shape, Wm, dY2)
 
     def backward_params(self, dY, cache):
         x_shape, cols, _ = self.saved(cache)
@@ -175,7 +183,7 @@ class Conv2D(Module):
     def backward_input(self, dY, cache):
         x_shape, cols, Wm = self.saved(cache)
         self._check_grad(dY, self._y_shape(x_shape), cols.dtype, cols)
-        return self._input_grad(_rows(dY), x_shape, Wm)
+        return self._input_grad(dY, x_shape, Wm)
 
     def double_backward(self, ddX, dY, cache):
         """dX = col2im(dY2 Wm^T) is bilinear in (dY, Wm) and free of X. Its adjoint in dY is the
@@ -204,20 +212,22 @@ class Conv2D(Module):
         kh, kw = self.kernel_size
         self.grads["weight"] += dWm.reshape(kh, kw, self.in_channels, self.out_channels).transpose(3, 2, 0, 1)
 
-    def _input_grad(self, dY2, x_shape, Wm):
-        """dX = col2im(dcols), dcols = dY2 @ Wm^T (N*Ho*Wo, kh*kw*C) made one kernel offset at a time."""
+    def _input_grad(self, dY, x_shape, Wm, dY2=None):
+        """dX = col2im(dcols), dcols = dY2 @ Wm^T (N*Ho*Wo, kh*kw*C) made one kernel offset at a
+        time; dY2: dY as rows, when the caller has them. dX is ConvTranspose2D's forward of dY
+        with the same weight tensor, so it takes the Fourier path where that pays (FOURIER_SHARE)."""
+        N, C, H, W = x_shape
+        cost, im2col_cost = fourier.flops(dY.shape, C, self.kernel_size, self.stride, self.padding, (H, W))
+        if cost <= FOURIER_SHARE["eval"] * im2col_cost:
+            kh, kw = self.kernel_size
+            weight = Wm.reshape(kh, kw, C, self.out_channels).transpose(3, 2, 0, 1)   # W (O, C, kh, kw)
+            return fourier.conv_transpose(dY, weight, self.stride, self.padding, (H, W))[0]
+        dY2 = _rows(dY) if dY2 is None else dY2
         return col2im(dY2, x_shape, self.kernel_size, self.stride, self.padding, B=Wm.T)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}" + ("" if self.use_bias else ", bias=False"))
-
-
-# ConvTranspose2D's "auto" takes the Fourier path where it needs at most this share of im2col's
-# FLOPs: its many small per-frequency products run below the rate of im2col's large ones, and
-# its backward, two thirds of a training step's work, more so than its forward. So in train mode
-# the DCGAN's stride-2 layer (0.77) stays on im2col, and in eval mode (sampling) it does not.
-FOURIER_SHARE = {"train": 0.5, "eval": 0.8}
 
 
 class ConvTranspose2D(Module):
