@@ -223,7 +223,7 @@ def test_conv2d_input_gradient_by_fourier_equals_col2im(geo, n, cin, cout, seed)
     results = []
     share = conv.FOURIER_SHARE
     try:
-        for conv.FOURIER_SHARE in ({"train": 0, "eval": 0}, {"train": 0, "eval": float("inf")}):
+        for conv.FOURIER_SHARE in ({"forward": 0, "backward": 0}, {"forward": float("inf"), "backward": 0}):
             layer = sg.Conv2D(cin, cout, geo["kernel"], stride=geo["stride"], padding=geo["padding"], rng=seed,
                               dtype=np.float64)
             y, cache = layer.forward(A(x))
@@ -309,14 +309,33 @@ def test_fourier_phases_cover_every_output_once_and_wrap_only_onto_cropped_posit
     assert sorted(seen) == list(range(n_out))
 
 
+def test_auto_mixes_a_fourier_forward_with_an_im2col_backward():
+    """The DCGAN's stride-2 layer under "auto": forward by the Fourier path, backward by im2col
+    (the cache says which); values and every gradient those of im2col alone, in float64."""
+    geo = dict(kernel=(5, 5), padding=(2, 2), stride=2, output_padding=1)
+    four, gemm = _fourier_and_im2col(128, 64, geo, True, 0)
+    auto = sg.ConvTranspose2D(128, 64, 5, stride=2, padding=2, output_padding=1, rng=0, dtype=np.float64)
+    auto.load_state_dict(four.state_dict())
+    r = rng(3)
+    x, dy = r.standard_normal((64, 128, 7, 7)), r.standard_normal((64, 64, 14, 14))
+    y, cache = auto.forward(A(x))
+    assert auto.saved(cache)[0] == "im2col"
+    np.testing.assert_allclose(H(y), H(four.forward(A(x))[0]), rtol=1e-12, atol=1e-12)   # Fourier's rounding
+    y2, cache2 = gemm.forward(A(x))
+    np.testing.assert_allclose(H(y), H(y2), rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(H(auto.backward(A(dy), cache)), H(gemm.backward(A(dy), cache2)), rtol=1e-12, atol=1e-12)
+    for name in auto.grads:
+        np.testing.assert_allclose(H(auto.grads[name]), H(gemm.grads[name]), rtol=1e-12, atol=1e-12, err_msg=name)
+
+
 def test_auto_algorithm_picks_fourier_only_where_it_pays():
     dcgan = sg.ConvTranspose2D(256, 128, 5, stride=1, padding=2)
     assert dcgan.uses_fourier((64, 256, 7, 7)) and dcgan.uses_fourier((256, 256, 7, 7))
     assert not dcgan.uses_fourier((1, 256, 7, 7))                     # the kernels' spectra would dominate
+    assert dcgan.uses_fourier((64, 256, 7, 7), "backward")
     up = sg.ConvTranspose2D(128, 64, 5, stride=2, padding=2, output_padding=1)      # the DCGAN's 7 -> 14
-    assert not up.uses_fourier((64, 128, 7, 7))            # train mode: its backward is slower than im2col's
-    up.eval()
-    assert up.uses_fourier((64, 128, 7, 7)) and up.uses_fourier((256, 128, 7, 7))   # sampling: forward only
+    assert up.uses_fourier((64, 128, 7, 7)) and up.uses_fourier((256, 128, 7, 7))
+    assert not up.uses_fourier((64, 128, 7, 7), "backward")     # its backward is faster by im2col
     assert not sg.ConvTranspose2D(64, 1, 5, stride=2, padding=2, output_padding=1).uses_fourier((64, 64, 14, 14))
     assert not sg.ConvTranspose2D(256, 128, 1).uses_fourier((64, 256, 7, 7))   # 1x1: im2col is one GEMM
     forced = sg.ConvTranspose2D(2, 2, 3, padding=1, algorithm="fourier")

@@ -65,13 +65,12 @@ def im2col(X, kernel, stride, padding):
 
 FEW_CHANNELS = 16   # col2im(cols @ B) with fewer channels makes the product whole: (rows, C) GEMMs of a few columns are slow
 
-# The Fourier path (a transposed convolution: ConvTranspose2D's forward, Conv2D's input gradient)
-# is taken where it needs at most this share of im2col's FLOPs: its many small per-frequency
-# products run below the rate of im2col's large ones, and its backward more so than its forward.
-# "train": a ConvTranspose2D in train mode, whose backward follows; "eval": one in eval mode
-# (sampling), and Conv2D's input gradient, which nothing differentiates further. So the DCGAN's
-# 128 -> 64 stride-2 layers (0.77 of im2col's FLOPs) take it when sampling and for D's input gradient.
-FOURIER_SHARE = {"train": 0.5, "eval": 0.8}
+# A transposed convolution (ConvTranspose2D's forward, Conv2D's input gradient) takes the Fourier
+# path where it needs at most this share of im2col's FLOPs: its many small per-frequency products
+# run below the rate of im2col's large ones, its backward more so than its forward. Each direction
+# chooses for itself, as cuDNN's algorithms do: the DCGAN's 128 -> 64 stride-2 layers (0.77 of
+# im2col's FLOPs) take it forward, and ConvTranspose2D's backward stays on im2col for them.
+FOURIER_SHARE = {"forward": 0.8, "backward": 0.5}
 
 
 def col2im(cols, x_shape, kernel, stride, padding, B=None):
@@ -218,7 +217,7 @@ class Conv2D(Module):
         with the same weight tensor, so it takes the Fourier path where that pays (FOURIER_SHARE)."""
         N, C, H, W = x_shape
         cost, im2col_cost = fourier.flops(dY.shape, C, self.kernel_size, self.stride, self.padding, (H, W))
-        if cost <= FOURIER_SHARE["eval"] * im2col_cost:
+        if cost <= FOURIER_SHARE["forward"] * im2col_cost:
             kh, kw = self.kernel_size
             weight = Wm.reshape(kh, kw, C, self.out_channels).transpose(3, 2, 0, 1)   # W (O, C, kh, kw)
             return fourier.conv_transpose(dY, weight, self.stride, self.padding, (H, W))[0]
@@ -237,11 +236,10 @@ class ConvTranspose2D(Module):
     maps s different input sizes to the same output size; output_padding (< stride)
     picks which one the transposed convolution returns.
 
-    algorithm: "im2col" (GEMM, then col2im), "fourier" (one matrix product per frequency,
-    layers/fourier.py), or "auto" (the default): "fourier" where it needs at most
-    FOURIER_SHARE of im2col's multiply-adds (a share for train mode, a larger one for eval
-    mode, where no backward follows as a rule), else "im2col". Both compute the same map;
-    they differ in rounding only.
+    algorithm: "im2col" (GEMM, then col2im; backward im2col then GEMMs), "fourier" (one
+    matrix product per frequency, layers/fourier.py), or "auto" (the default): forward and
+    backward each "fourier" where it needs at most FOURIER_SHARE of im2col's multiply-adds,
+    else "im2col". Both compute the same map and its exact gradient; they differ in rounding only.
     """
 
     double_backward_note = ("not written: a generator layer (a WGAN-GP critic downsamples with Conv2D); "
@@ -275,13 +273,13 @@ class ConvTranspose2D(Module):
         (ph, pw), (oh, ow) = self.padding, self.output_padding
         return (H - 1) * sh - 2 * ph + kh + oh, (W - 1) * sw - 2 * pw + kw + ow
 
-    def uses_fourier(self, x_shape) -> bool:
-        """Whether forward on an input of x_shape takes the Fourier path (in the current mode)."""
+    def uses_fourier(self, x_shape, direction="forward") -> bool:
+        """Whether the forward (or the backward) on an input of x_shape takes the Fourier path."""
         if self.algorithm != "auto":
             return self.algorithm == "fourier"
         cost, im2col_cost = fourier.flops(x_shape, self.out_channels, self.kernel_size, self.stride, self.padding,
                                           self.output_shape(*x_shape[2:]))
-        return cost <= FOURIER_SHARE["train" if self.training else "eval"] * im2col_cost
+        return cost <= FOURIER_SHARE[direction] * im2col_cost
 
     def forward(self, X):
         self._check_input(X, ndim=4, dim=1, size=self.in_channels)
@@ -293,12 +291,16 @@ class ConvTranspose2D(Module):
             raise ShapeError(f"{self!r}: input of {H}x{W_} pixels gives an empty output ({Ho}x{Wo})")
         if self.uses_fourier(X.shape):
             Y, spectra = fourier.conv_transpose(X, self.params["weight"], self.stride, self.padding, (Ho, Wo))
-            saved = ("fourier", spectra)
         else:
             X2 = _rows(X)                                                  # (N*H*W, Cin)
             Wm = self._weight_matrix()                                     # (Cin, kh*kw*Cout)
             # Y = col2im(cols), cols = X2 @ Wm (N*H*W, kh*kw*Cout) made one kernel offset at a time
             Y = col2im(X2, (N, self.out_channels, Ho, Wo), self.kernel_size, self.stride, self.padding, B=Wm)
+        if self.uses_fourier(X.shape, "backward"):                         # (which implies the forward's)
+            saved = ("fourier", spectra)
+        elif self.uses_fourier(X.shape):                                   # the backward by im2col
+            saved = ("im2col", (_rows(X), self._weight_matrix()))
+        else:
             saved = ("im2col", (X2, Wm))
         if self.use_bias:
             Y += self.params["bias"][None, :, None, None]
