@@ -11,7 +11,9 @@ and backward is two more:
     dWm = cols^T @ dY2        dcols = dY2 @ Wm^T        dX = col2im(dcols)
 
 (col2im of a product is computed one kernel offset's block of columns at a time, so the
-large dcols matrix is never stored whole: see col2im.) Conv2D's double backward
+large dcols matrix is never stored whole: see col2im. Where it pays, the transposed
+convolutions, ConvTranspose2D's forward and backward and Conv2D's input gradient, go by the
+Fourier path instead: layers/fourier.py, FOURIER_SHARE.) Conv2D's double backward
 (docs/double-backward.md), given ddX = dP/d(dX), is its forward and weight gradient again:
 
     ddY2 = im2col(ddX) @ Wm  (no bias)        dWm += im2col(ddX)^T @ dY2
