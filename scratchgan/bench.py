@@ -3,8 +3,9 @@ the achieved rate with the matrix-product (GEMM) rate of the same backend, measu
 the same run (ratios are robust on a shared, noisy machine; absolute times are not).
 
 FLOPs count 2 per multiply-add over the Dense, Conv2D and ConvTranspose2D layers only,
-always im2col's count: where a stride-1 ConvTranspose2D takes the Fourier path, which does
+always im2col's count: where a transposed convolution takes the Fourier path, which does
 fewer (docs/layers/fourier.md), the rate is an effective one, comparable across versions.
+`--layers` says which path each convolution's forward and backward take.
 For one training iteration with k = 1 (the trainer reuses the D step's fake batch for
 the G step, so G runs forward once):
 
@@ -279,8 +280,19 @@ def bench_layers(repeats=10) -> list[dict]:
         bwd = statistics.median(_time(lambda: layer.backward(dY, cache), repeats))
         f = layer_flops(layer, X.shape, Y.shape)
         rows.append({"layer": name, "forward_ms": fwd * 1e3, "backward_ms": bwd * 1e3,
-                     "gflops_fwd_bwd": (3 * f / (fwd + bwd) / 1e9) if f else None})
+                     "gflops_fwd_bwd": (3 * f / (fwd + bwd) / 1e9) if f else None,
+                     "algorithms": _algorithms(layer, X.shape)})
     return rows
+
+
+def _algorithms(layer, x_shape) -> str:
+    """Which path a convolution's forward and backward take ("" for other layers)."""
+    path = {True: "fourier", False: "im2col"}
+    if isinstance(layer, ConvTranspose2D):
+        return f"{path[layer.uses_fourier(x_shape)]} / {path[layer.uses_fourier(x_shape, 'backward')]}"
+    if isinstance(layer, Conv2D):
+        return "im2col / im2col" + (", dX fourier" if layer.input_grad_uses_fourier(x_shape) else "")
+    return ""
 
 
 def main(args, comm=None) -> int:
@@ -319,8 +331,8 @@ def main(args, comm=None) -> int:
               f"{r['samples_per_s']:>10.0f} {r['gflop_per_iter']:>10.2f} {r['gflops']:>8.1f} "
               f"{100 * r['fraction_of_gemm']:>6.0f}% {peak:>8}")
     if args.layers:
-        print(f"\n{'layer (batch 64)':<34} {'forward ms':>10} {'backward ms':>11} {'GFLOP/s':>8}")
+        print(f"\n{'layer (batch 64)':<34} {'forward ms':>10} {'backward ms':>11} {'GFLOP/s':>8}  algorithms")
         for r in result["layers"]:
             g = "-" if r["gflops_fwd_bwd"] is None else f"{r['gflops_fwd_bwd']:.1f}"
-            print(f"{r['layer']:<34} {r['forward_ms']:>10.2f} {r['backward_ms']:>11.2f} {g:>8}")
+            print(f"{r['layer']:<34} {r['forward_ms']:>10.2f} {r['backward_ms']:>11.2f} {g:>8}  {r['algorithms']}")
     return 0

@@ -478,3 +478,17 @@ def test_bad_grid_input_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="save_grid: no images"):
         images.save_grid(np.zeros((0, 3, 5, 5)), tmp_path / "x.png", nrow=2)
     assert not (tmp_path / "x.png").exists()
+
+
+def test_bench_layers_says_which_path_each_convolution_takes():
+    """`bench --layers` names the algorithm of each convolution's forward and backward: the
+    DCGAN's stride-1 layer both ways by the Fourier path, its stride-2 layer forward only, D's
+    64 -> 128 convolution its input gradient; the few-channel layers im2col."""
+    from scratchgan.bench import _algorithms, dcgan_layers
+    got = {name: _algorithms(layer, shape) for name, layer, shape in dcgan_layers()}
+    assert got["G ConvT 256->128 5x5 s1 (7x7)"] == "fourier / fourier"
+    assert got["G ConvT 128->64 5x5 s2 (7->14)"] == "fourier / im2col"
+    assert got["G ConvT 64->1 5x5 s2 (14->28)"] == "im2col / im2col"
+    assert got["D Conv 64->128 5x5 s2 (14->7)"] == "im2col / im2col, dX fourier"
+    assert got["D Conv 1->64 5x5 s2 (28->14)"] == "im2col / im2col"
+    assert got["G BatchNorm2d 128 (7x7)"] == ""

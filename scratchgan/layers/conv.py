@@ -213,13 +213,18 @@ class Conv2D(Module):
         kh, kw = self.kernel_size
         self.grads["weight"] += dWm.reshape(kh, kw, self.in_channels, self.out_channels).transpose(3, 2, 0, 1)
 
+    def input_grad_uses_fourier(self, x_shape) -> bool:
+        """Whether the input gradient for an input of x_shape takes the Fourier path."""
+        cost, im2col_cost = fourier.flops(self._y_shape(x_shape), x_shape[1], self.kernel_size, self.stride,
+                                          self.padding, x_shape[2:])
+        return cost <= FOURIER_SHARE["forward"] * im2col_cost
+
     def _input_grad(self, dY, x_shape, Wm, dY2=None):
         """dX = col2im(dcols), dcols = dY2 @ Wm^T (N*Ho*Wo, kh*kw*C) made one kernel offset at a
         time; dY2: dY as rows, when the caller has them. dX is ConvTranspose2D's forward of dY
         with the same weight tensor, so it takes the Fourier path where that pays (FOURIER_SHARE)."""
         N, C, H, W = x_shape
-        cost, im2col_cost = fourier.flops(dY.shape, C, self.kernel_size, self.stride, self.padding, (H, W))
-        if cost <= FOURIER_SHARE["forward"] * im2col_cost:
+        if self.input_grad_uses_fourier(x_shape):
             kh, kw = self.kernel_size
             weight = Wm.reshape(kh, kw, C, self.out_channels).transpose(3, 2, 0, 1)   # W (O, C, kh, kw)
             return fourier.conv_transpose(dY, weight, self.stride, self.padding, (H, W))[0]
