@@ -336,6 +336,8 @@ def test_auto_algorithm_picks_fourier_only_where_it_pays():
     up = sg.ConvTranspose2D(128, 64, 5, stride=2, padding=2, output_padding=1)      # the DCGAN's 7 -> 14
     assert up.uses_fourier((64, 128, 7, 7)) and up.uses_fourier((256, 128, 7, 7))
     assert not up.uses_fourier((64, 128, 7, 7), "backward")     # its backward is faster by im2col
+    with pytest.raises(ValueError, match=r"ConvTranspose2D\(128, 64.*direction must be 'forward' or 'backward', got 'back'"):
+        up.uses_fourier((64, 128, 7, 7), "back")
     assert not sg.ConvTranspose2D(64, 1, 5, stride=2, padding=2, output_padding=1).uses_fourier((64, 64, 14, 14))
     assert not sg.ConvTranspose2D(256, 128, 1).uses_fourier((64, 256, 7, 7))   # 1x1: im2col is one GEMM
     forced = sg.ConvTranspose2D(2, 2, 3, padding=1, algorithm="fourier")
@@ -1026,3 +1028,21 @@ def test_batchnorm_momentum_none_is_the_cumulative_average():
                                rtol=1e-5)
     np.testing.assert_allclose(H(bn.buffers["running_var"]), np.mean([b.var(0, ddof=1) for b in batches], axis=0),
                                rtol=1e-5)
+
+
+def test_a_fourier_backward_brings_the_fourier_forward_whatever_the_shares(monkeypatch):
+    """A backward by the Fourier path needs the forward's spectra, so with a backward share above
+    the forward's the forward takes that path too, and both equal im2col's."""
+    from scratchgan.layers import conv
+    monkeypatch.setattr(conv, "FOURIER_SHARE", {"forward": 0.0, "backward": float("inf")})
+    geo = dict(kernel=(5, 5), padding=(2, 2), stride=2, output_padding=1)
+    _, gemm = _fourier_and_im2col(6, 4, geo, True, 0)
+    auto = sg.ConvTranspose2D(6, 4, 5, stride=2, padding=2, output_padding=1, rng=0, dtype=np.float64)
+    auto.load_state_dict(gemm.state_dict())
+    r = rng(5)
+    x, dy = r.standard_normal((3, 6, 7, 7)), r.standard_normal((3, 4, 14, 14))
+    y, cache = auto.forward(A(x))
+    assert auto.saved(cache)[0] == "fourier"
+    y2, cache2 = gemm.forward(A(x))
+    np.testing.assert_allclose(H(y), H(y2), rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(H(auto.backward(A(dy), cache)), H(gemm.backward(A(dy), cache2)), rtol=1e-10, atol=1e-11)

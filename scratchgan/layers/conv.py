@@ -223,7 +223,7 @@ class Conv2D(Module):
         """dX = col2im(dcols), dcols = dY2 @ Wm^T (N*Ho*Wo, kh*kw*C) made one kernel offset at a
         time; dY2: dY as rows, when the caller has them. dX is ConvTranspose2D's forward of dY
         with the same weight tensor, so it takes the Fourier path where that pays (FOURIER_SHARE)."""
-        N, C, H, W = x_shape
+        C, (H, W) = x_shape[1], x_shape[2:]
         if self.input_grad_uses_fourier(x_shape):
             kh, kw = self.kernel_size
             weight = Wm.reshape(kh, kw, C, self.out_channels).transpose(3, 2, 0, 1)   # W (O, C, kh, kw)
@@ -282,6 +282,8 @@ class ConvTranspose2D(Module):
 
     def uses_fourier(self, x_shape, direction="forward") -> bool:
         """Whether the forward (or the backward) on an input of x_shape takes the Fourier path."""
+        if direction not in FOURIER_SHARE:
+            raise ValueError(f"{self!r}: direction must be 'forward' or 'backward', got {direction!r}")
         if self.algorithm != "auto":
             return self.algorithm == "fourier"
         cost, im2col_cost = fourier.flops(x_shape, self.out_channels, self.kernel_size, self.stride, self.padding,
@@ -296,18 +298,15 @@ class ConvTranspose2D(Module):
         Ho, Wo = self.output_shape(H, W_)
         if Ho < 1 or Wo < 1:
             raise ShapeError(f"{self!r}: input of {H}x{W_} pixels gives an empty output ({Ho}x{Wo})")
-        if self.uses_fourier(X.shape):
+        fourier_backward = self.uses_fourier(X.shape, "backward")
+        if fourier_backward or self.uses_fourier(X.shape):                 # (that backward needs the spectra)
             Y, spectra = fourier.conv_transpose(X, self.params["weight"], self.stride, self.padding, (Ho, Wo))
+            saved = ("fourier", spectra) if fourier_backward else ("im2col", (_rows(X), self._weight_matrix()))
         else:
             X2 = _rows(X)                                                  # (N*H*W, Cin)
             Wm = self._weight_matrix()                                     # (Cin, kh*kw*Cout)
             # Y = col2im(cols), cols = X2 @ Wm (N*H*W, kh*kw*Cout) made one kernel offset at a time
             Y = col2im(X2, (N, self.out_channels, Ho, Wo), self.kernel_size, self.stride, self.padding, B=Wm)
-        if self.uses_fourier(X.shape, "backward"):                         # (which implies the forward's)
-            saved = ("fourier", spectra)
-        elif self.uses_fourier(X.shape):                                   # the backward by im2col
-            saved = ("im2col", (_rows(X), self._weight_matrix()))
-        else:
             saved = ("im2col", (X2, Wm))
         if self.use_bias:
             Y += self.params["bias"][None, :, None, None]
