@@ -122,10 +122,14 @@ def col2im(cols, x_shape, kernel, stride, padding, B=None):
     return dX
 
 
-def _to_nchw(Y2, N, H, W):
-    """(N*H*W, C) rows in (n, h, w) order -> a contiguous (N, C, H, W) array."""
+def _to_nchw(Y2, N, H, W, bias=None):
+    """(N*H*W, C) rows in (n, h, w) order -> a contiguous (N, C, H, W) array, plus bias (C,)
+    if given: the add rides on the transposing copy instead of taking a pass of its own."""
+    xp = backend.array_module(Y2)
     Y = Y2.reshape(N, H, W, Y2.shape[1]).transpose(0, 3, 1, 2)  # (not -1: N may be 0)
-    return backend.array_module(Y).ascontiguousarray(Y)
+    if bias is None:
+        return xp.ascontiguousarray(Y)
+    return xp.add(Y, bias[:, None, None], out=xp.empty(Y.shape, Y.dtype))
 
 
 def _rows(X):
@@ -167,10 +171,8 @@ class Conv2D(Module):
         cols, _ = im2col(X, self.kernel_size, self.stride, self.padding)  # (N*Ho*Wo, kh*kw*C)
         W = self.params["weight"] if weight is None else self._check_weight(weight)
         Wm = W.transpose(2, 3, 1, 0).reshape(-1, self.out_channels)       # (kh*kw*C, O)
-        Y2 = cols @ Wm
-        if self.use_bias:
-            Y2 += self.params["bias"]
-        return _to_nchw(Y2, X.shape[0], Ho, Wo), self.save_for_backward(X.shape, cols, Wm)
+        Y = _to_nchw(cols @ Wm, X.shape[0], Ho, Wo, self.params["bias"] if self.use_bias else None)
+        return Y, self.save_for_backward(X.shape, cols, Wm)
 
     def backward(self, dY, cache):
         x_shape, cols, Wm = self.saved(cache)
