@@ -89,13 +89,18 @@ def sigmoid(x):
     too (unlike 0.5 (1 + tanh(x/2)), which is exactly 0 from about -17 in float32 and
     silently zeroes the minimax G gradient). e^-x overflows to inf only where sigma(x) is
     below the smallest normal float (x < -88 in float32, -709 in float64): 1/inf = 0 is then
-    the right rounding, so that overflow is not an error. Four passes, no branches.
+    the right rounding, so that overflow is not an error. Four passes into one new array, no
+    branches.
     """
     xp = backend.array_module(x)
+    if xp.ndim(x) == 0:
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + xp.exp(-x))
+    e = xp.negative(x)
     with np.errstate(over="ignore"):
-        e = xp.exp(-x)
+        xp.exp(e, out=e)
     e += 1.0
-    return 1.0 / e if xp.ndim(e) == 0 else xp.reciprocal(e, out=e)
+    return xp.reciprocal(e, out=e)
 
 
 class Sigmoid(Module):
