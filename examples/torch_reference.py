@@ -22,6 +22,7 @@ PyTorch is not a dependency of scratchgan. In a separate virtual environment, fr
     /tmp/torchvenv/bin/pip install numpy scipy matplotlib Pillow tqdm threadpoolctl
     PYTHONPATH=. /tmp/torchvenv/bin/python examples/torch_reference.py
     PYTHONPATH=. /tmp/torchvenv/bin/python examples/torch_reference.py --models dcgan --threads 1 --repeats 21 --json
+    PYTHONPATH=. /tmp/torchvenv/bin/python examples/torch_reference.py --layers   # and each layer alone
 """
 from __future__ import annotations
 
@@ -144,6 +145,43 @@ def setup(kind):
     return trainer.train_step, torch_train_step, lambda: gan.generate(z=z), torch_sample
 
 
+def layer_rows(kind, repeats, warmup):
+    """Each layer of G and D alone, in train mode at the training batch, both sides from the same
+    input: forward, and backward to the parameters and (but for a network's first layer, whose
+    input is noise or data) to the input. One row per layer, times in ms."""
+    gan, batch = build(kind), TRAIN_BATCH[kind]
+    rng = np.random.default_rng(0)
+    first_inputs = {"G": gan.sample_noise(batch, rng),
+                    "D": rng.uniform(-1, 1, (batch,) + tuple(gan.d_input_shape)).astype(np.float32)}
+    rows = []
+    for net_name, net in (("G", gan.G), ("D", gan.D)):
+        X = first_inputs[net_name]
+        for i, (layer, module) in enumerate(zip(net.layers, to_torch(net))):
+            Y, cache = layer.forward(X)
+            dY = rng.standard_normal(Y.shape).astype(np.float32)
+            X_t = torch.from_numpy(X).requires_grad_(i > 0)
+            Y_t, dY_t = module(X_t), torch.from_numpy(dY)
+            wrt = ([X_t] if i > 0 else []) + list(module.parameters())
+            backward = layer.backward_params if i == 0 else layer.backward
+            row = {"model": kind, "layer": f"{net_name}{i} {layer!r}".replace("\n", " "),
+                   "torch_fwd": median_ms(lambda: module(X_t), repeats, warmup),
+                   "scratchgan_fwd": median_ms(lambda: layer.forward(X), repeats, warmup),
+                   "torch_bwd": (median_ms(lambda: torch.autograd.grad(Y_t, wrt, dY_t, retain_graph=True),
+                                           repeats, warmup) if wrt else 0.0),
+                   "scratchgan_bwd": median_ms(lambda: backward(dY, cache), repeats, warmup) if wrt else 0.0}
+            rows.append(row)
+            X = Y
+    return rows
+
+
+def print_layers(rows, threads):
+    print(f"\nper layer, {threads} thread(s), train mode; ms forward | backward (torch / scratchgan)")
+    for r in rows:
+        ratio = (r["scratchgan_fwd"] + r["scratchgan_bwd"]) / max(r["torch_fwd"] + r["torch_bwd"], 1e-9)
+        print(f"  {r['layer'][:44]:<44} {r['torch_fwd']:7.3f} / {r['scratchgan_fwd']:7.3f} | "
+              f"{r['torch_bwd']:7.3f} / {r['scratchgan_bwd']:7.3f}   x{ratio:.2f}")
+
+
 def int_list(text):
     values = [int(v) for v in text.split(",")]
     if not values or min(values) < 1:
@@ -166,6 +204,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=7, help="timed calls per figure (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls before them")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--layers", action="store_true",
+                   help="also time every layer alone, forward and backward, on both sides")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         p.error("--repeats must be >= 1 and --warmup >= 0")
@@ -176,7 +216,7 @@ def main(argv=None) -> int:
     backend.use("numpy")            # a CPU-against-CPU comparison, whatever SCRATCHGAN_BACKEND says
     backend.tune_host_allocator()   # process-wide: torch's CPU allocator also takes its memory from malloc
     models = {kind: setup(kind) for kind in args.models}
-    rows = []
+    rows, layers = [], {}
     for n in args.threads:
         torch.set_num_threads(n)
         backend.set_threads(n)
@@ -187,8 +227,10 @@ def main(argv=None) -> int:
                 sg_ms = median_ms(sg_fn, args.repeats, args.warmup)
                 rows.append({"threads": n, "model": kind, "what": what, "torch_ms": round(t_ms, 3),
                              "scratchgan_ms": round(sg_ms, 3), "ratio": round(sg_ms / t_ms, 3)})
+        if args.layers:
+            layers[n] = [r for kind in args.models for r in layer_rows(kind, args.repeats, args.warmup)]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"steps": rows, "layers": layers} if args.layers else rows, indent=2))
         return 0
     print(f"torch {torch.__version__}, numpy {np.__version__}; float32; median of {args.repeats} after "
           f"{args.warmup} warm-up; ratio = scratchgan ms / torch ms, same run")
@@ -196,6 +238,8 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['threads']:>7} {r['model']:<6} {r['what']:<12} {r['torch_ms']:>9.2f} {r['scratchgan_ms']:>13.2f} "
               f"{r['ratio']:>6.2f}")
+    for n, layer_table in layers.items():
+        print_layers(layer_table, n)
     return 0
 
 
