@@ -48,6 +48,7 @@ except ImportError:
     torch = None
 
 TRAIN_BATCH = {"mlp": 100, "dcgan": 64}
+SETTLE = 0.3   # s before each per-layer figure (median_ms)
 SAMPLE_BATCH = 256
 
 # scratchgan layer type -> the torch.nn module with the same hyper-parameters (same meanings, same weight shapes).
@@ -92,7 +93,12 @@ def to_torch(model) -> "nn.Sequential":
     return torch_model
 
 
-def median_ms(fn, repeats, warmup) -> float:
+def median_ms(fn, repeats, warmup, settle=0.0) -> float:
+    """Median ms of fn over repeats calls after warmup calls. settle: seconds to wait first, for the
+    other library's idle threads to stop spinning (OpenBLAS's and OpenMP's spin for up to ~0.2 s
+    after their last call, on the cores these calls need): short calls timed right after the other
+    side's would measure that contention instead."""
+    time.sleep(settle)
     for _ in range(warmup):
         fn()
     times = []
@@ -148,7 +154,8 @@ def setup(kind):
 def layer_rows(kind, repeats, warmup):
     """Each layer of G and D alone, in train mode at the training batch, both sides from the same
     input: forward, and backward to the parameters and (but for a network's first layer, whose
-    input is noise or data) to the input. One row per layer, times in ms."""
+    input is noise or data) to the input. One row per layer, times in ms; each figure waits SETTLE
+    seconds first (median_ms)."""
     gan, batch = build(kind), TRAIN_BATCH[kind]
     rng = np.random.default_rng(0)
     first_inputs = {"G": gan.sample_noise(batch, rng),
@@ -164,11 +171,11 @@ def layer_rows(kind, repeats, warmup):
             wrt = ([X_t] if i > 0 else []) + list(module.parameters())
             backward = layer.backward_params if i == 0 else layer.backward
             row = {"model": kind, "layer": f"{net_name}{i} {layer!r}".replace("\n", " "),
-                   "torch_fwd": median_ms(lambda: module(X_t), repeats, warmup),
-                   "scratchgan_fwd": median_ms(lambda: layer.forward(X), repeats, warmup),
+                   "torch_fwd": median_ms(lambda: module(X_t), repeats, warmup, SETTLE),
+                   "scratchgan_fwd": median_ms(lambda: layer.forward(X), repeats, warmup, SETTLE),
                    "torch_bwd": (median_ms(lambda: torch.autograd.grad(Y_t, wrt, dY_t, retain_graph=True),
-                                           repeats, warmup) if wrt else 0.0),
-                   "scratchgan_bwd": median_ms(lambda: backward(dY, cache), repeats, warmup) if wrt else 0.0}
+                                           repeats, warmup, SETTLE) if wrt else 0.0),
+                   "scratchgan_bwd": median_ms(lambda: backward(dY, cache), repeats, warmup, SETTLE) if wrt else 0.0}
             rows.append(row)
             X = Y
     return rows
