@@ -570,6 +570,20 @@ def test_sigmoid_relative_precision_for_negative_inputs():
     np.testing.assert_allclose(y32, ref[[3]].tolist() + [np.exp(-30.0)], rtol=1e-5)
 
 
+def test_sigmoid_function_keeps_float_dtypes_and_lifts_integers():
+    """The sigmoid function makes its one array in the result's dtype: float32 stays float32,
+    integers give float64 (as exp does), and the input is never written to."""
+    from scratchgan.layers.activations import sigmoid
+    ints = np.array([-3, 0, 2])
+    y = sigmoid(ints)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, 1 / (1 + np.exp(-ints.astype(np.float64))), rtol=1e-15)
+    x32 = np.array([-3.0, 0.0, 2.0], np.float32)
+    assert sigmoid(x32).dtype == np.float32 and sigmoid(np.float32(2.0)).dtype == np.float32
+    np.testing.assert_array_equal(x32, [-3.0, 0.0, 2.0])
+    np.testing.assert_array_equal(ints, [-3, 0, 2])
+
+
 @pytest.mark.parametrize("slope", [0.0, 0.01, 0.2, 1.5])
 def test_relu_leaky_relu_values(slope):
     x = np.array([[-2.0, -0.5, 0.5, 3.0]])

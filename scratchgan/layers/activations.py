@@ -96,7 +96,7 @@ def sigmoid(x):
     if xp.ndim(x) == 0:
         with np.errstate(over="ignore"):
             return 1.0 / (1.0 + xp.exp(-x))
-    e = xp.negative(x)
+    e = xp.negative(x, dtype=xp.result_type(x, 1.0))   # integers -> float64, float32 stays float32
     with np.errstate(over="ignore"):
         xp.exp(e, out=e)
     e += 1.0
