@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -28,9 +29,13 @@ import numpy as np
 
 from . import backend
 from .atomic import atomic_write_bytes
+from .safeio import UnsafeFileError, read_bytes
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_meta", "arrays_path", "latest_checkpoint", "list_checkpoints",
-           "remove_checkpoint", "CheckpointError", "CHECKPOINT_NAME", "atomic_write_bytes"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_meta", "check_meta", "arrays_path", "latest_checkpoint",
+           "list_checkpoints", "parameter_bound", "remove_checkpoint", "CheckpointError", "CHECKPOINT_NAME",
+           "atomic_write_bytes", "MAX_META_BYTES"]
+
+MAX_META_BYTES = 16 << 20   # a checkpoint's .json: settings, counters and class names, never this large
 
 # The trainer's checkpoints: step_0000020.json (+ step_0000020-<sha>.npz); the step is in the name.
 CHECKPOINT_NAME = re.compile(r"^step_(\d{7,})\.json$")
@@ -68,7 +73,9 @@ def read_meta(meta_path) -> dict:
     """A checkpoint's .json as a dict; CheckpointError naming the file if it is not one."""
     meta_path = Path(meta_path)
     try:
-        meta = json.loads(meta_path.read_bytes())
+        meta = json.loads(read_bytes(meta_path, max_bytes=MAX_META_BYTES))
+    except UnsafeFileError as exc:
+        raise CheckpointError(f"{meta_path}: cannot read it: {exc.reason}") from None
     except FileNotFoundError:
         raise CheckpointError(f"{meta_path}: checkpoint metadata not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -121,7 +128,9 @@ def load_checkpoint(path) -> tuple[dict, dict]:
     meta = read_meta(meta_path)
     npz_path = arrays_path(meta_path, meta)
     try:
-        data = npz_path.read_bytes()
+        data = read_bytes(npz_path)
+    except UnsafeFileError as exc:
+        raise CheckpointError(f"{npz_path}: cannot read it: {exc.reason}") from None
     except FileNotFoundError:
         raise CheckpointError(f"{npz_path}: checkpoint arrays not found (metadata {meta_path.name} exists)") from None
     except OSError as exc:
@@ -138,6 +147,40 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         raise CheckpointError(f"{npz_path}: not a plain-array checkpoint ({type(exc).__name__}: "
                               f"{_short(str(exc), 200)})") from None
     return arrays, meta
+
+
+def check_meta(meta: dict, meta_path="checkpoint") -> dict:
+    """The one validation of a checkpoint's metadata that every command relies on (CheckpointError
+    naming the file and the field): the counters are integers >= 0, the dtype is float32 or float64,
+    "model" is an object naming its kind, "class_names" (if any) a list of strings."""
+    for key in ("step", "batch_index", "noise_calls"):
+        v = meta.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise CheckpointError(f"{meta_path}: checkpoint metadata {key!r} must be an integer >= 0, "
+                                  f"got {_short(v)}")
+    if meta.get("dtype", "float32") not in ("float32", "float64"):
+        raise CheckpointError(f"{meta_path}: checkpoint metadata 'dtype' must be float32 or float64, "
+                              f"got {_short(meta.get('dtype'))}")
+    model = meta.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("kind"), str):
+        raise CheckpointError(f"{meta_path}: checkpoint metadata 'model' must be an object with a 'kind', "
+                              f"got {_short(model)}")
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(f"{meta_path}: checkpoint metadata 'class_names' must be a list of strings, "
+                              f"got {_short(names)}")
+    return meta
+
+
+def parameter_bound(meta_path, meta: dict) -> int:
+    """The most weights a model described by this checkpoint can have: its arrays file's size over
+    4 bytes (every weight is stored there at float32 or wider). Building the model the .json
+    describes is held to this (``init.parameter_budget``), since the .json's settings are not
+    covered by the arrays' checksum: a crafted one could otherwise ask for gigabytes."""
+    try:
+        return os.stat(arrays_path(meta_path, meta)).st_size // 4
+    except OSError:
+        return 0
 
 
 def remove_checkpoint(meta_path) -> None:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .safeio import MAX_IMAGE_PIXELS
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # The ranks of a data-parallel command (train and bench under mpiexec), for the error paths of main().
@@ -295,7 +297,7 @@ def _new_config(args):
         model_args.pop("spectral_norm", None)
     ema = None if args.no_ema else pick("ema")
     return TrainConfig(
-        model=model, model_args=model_args, dataset=pick("dataset"), classes=args.classes,
+        model=model, model_args=model_args, dataset=_absolute(pick("dataset")), classes=args.classes,
         steps=pick("steps"), epochs=args.epochs, batch_size=pick("batch_size"),
         loss=loss, optimizer=pick("optimizer"), lr=pick("lr"), lr_d=pick("lr_d"), lr_g=pick("lr_g"),
         lr_decay=pick("lr_decay"), beta1=pick("beta1"), beta2=pick("beta2"), k=pick("k"), g_loss=pick("g_loss"),
@@ -303,6 +305,14 @@ def _new_config(args):
         clip=pick("clip"), ema=ema,
         max_time=args.max_time, seed=pick("seed"), backend=backend.name(), log_every=pick("log_every"),
         sample_every=pick("sample_every"), checkpoint_every=pick("checkpoint_every"), dtype=pick("dtype")).validate()
+
+
+def _absolute(dataset):
+    """folder:PATH with PATH made absolute, as a run records it (so that --resume from another
+    directory reads the same folder); other names as given."""
+    if dataset and dataset.startswith(FOLDER) and dataset[len(FOLDER):]:
+        return FOLDER + os.path.abspath(os.path.expanduser(dataset[len(FOLDER):]))
+    return dataset
 
 
 def _check_loss_flags(args, loss, optimizer):
@@ -321,10 +331,11 @@ def _resumed_config(args, out, newest):
     """(config, history) of the run in ``out``: its settings as of the newest checkpoint, with the
     flags given now applied when --resume may change them, and refused when it may not."""
     from . import backend
-    from .checkpoint import CheckpointError, read_meta
+    from .checkpoint import CheckpointError, check_meta, read_meta
     from .runfolder import RunFolderError
+    from .safeio import read_bytes
     from .training import TrainConfig
-    meta = read_meta(newest)
+    meta = check_meta(read_meta(newest), newest)
     try:
         cfg = TrainConfig.from_dict(meta.get("train"))
     except (TypeError, ValueError) as exc:
@@ -334,14 +345,14 @@ def _resumed_config(args, out, newest):
     config_path = out / "config.json"
     if config_path.exists():
         try:
-            history = json.loads(config_path.read_bytes()).get("history", [])
+            history = json.loads(read_bytes(config_path, "run configuration", 16 << 20)).get("history", [])
             if not isinstance(history, list):
                 raise ValueError("'history' is not a list")
         except (ValueError, UnicodeDecodeError, AttributeError, OSError) as exc:
             raise RunFolderError(f"{config_path}: not a valid run configuration ({exc}); fix or remove it to "
                                  "resume (the checkpoint holds the run's settings)") from None
     # refused changes
-    requested = {"model": args.model, "dataset": args.dataset, "classes": args.classes,
+    requested = {"model": args.model, "dataset": _absolute(args.dataset), "classes": args.classes,
                  "batch_size": args.batch_size, "dtype": args.dtype, "seed": args.seed, "loss": args.loss,
                  "optimizer": args.optimizer, "ema": 0.0 if args.no_ema else args.ema}
     current = {"model": cfg.model, "dataset": cfg.dataset, "classes": cfg.classes, "batch_size": cfg.batch_size,
@@ -404,7 +415,7 @@ def cmd_train(args):
     from . import backend, data, models
     from .checkpoint import list_checkpoints
     from .distributed import from_environment
-    from .runfolder import check_subfolders, check_writable, clear_run, run_files
+    from .runfolder import check_run_folder, check_writable, clear_run, run_files
     from .training import Trainer
     comm = _RANKS[0] = from_environment(required=args.distributed)   # mpiexec: data-parallel (distributed.py)
     if comm.rank != 0:
@@ -415,7 +426,7 @@ def cmd_train(args):
         raise UsageError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
-    check_subfolders(out)
+    check_run_folder(out, files=not args.overwrite)
     checkpoints = list_checkpoints(out / "checkpoints")
     if args.resume:
         if not checkpoints:
@@ -433,7 +444,17 @@ def cmd_train(args):
     backend.set_default_dtype(cfg.dtype)  # a resumed run keeps the dtype it was started with
     ds = _training_data(args, cfg)
     _fit_model_to_data(cfg, ds, resumed=args.resume)
-    gan = models.build(cfg.model, seed=cfg.seed, **cfg.model_args)
+    if args.resume:   # the model a checkpoint describes is built no larger than the arrays it carries
+        from .checkpoint import CheckpointError, parameter_bound, read_meta
+        from .init import parameter_budget
+        newest = checkpoints[-1][1]
+        try:
+            with parameter_budget(parameter_bound(newest, read_meta(newest)), "the model its metadata describes"):
+                gan = models.build(cfg.model, seed=cfg.seed, **cfg.model_args)
+        except ValueError as exc:
+            raise CheckpointError(f"{newest}: {exc}") from None
+    else:
+        gan = models.build(cfg.model, seed=cfg.seed, **cfg.model_args)
     scale = "tanh" if gan.output == "tanh" else "sigmoid"
     trainer = Trainer(gan, ds.as_float(scale=scale, dtype=backend.default_dtype()), ds.labels, cfg, run_dir=out,
                       quiet=args.quiet, data_note=ds.source, class_names=ds.classes if gan.conditional else None,
@@ -474,7 +495,8 @@ def _training_data(args, cfg):
     """The run's training data: a named data set, or an image folder (--dataset folder:PATH) decoded
     at the size and channels of the model (from --channels / --image-size, or a resumed run's model)."""
     from . import data
-    shape = cfg.model_args.get("image_shape")
+    # a resumed run's model fixes the geometry (MNIST's 1x28x28 is the one a run does not record)
+    shape = cfg.model_args.get("image_shape") or ([1, 28, 28] if args.resume else None)
     if cfg.dataset.startswith(FOLDER):
         path = cfg.dataset[len(FOLDER):]
         if not path:
@@ -482,15 +504,19 @@ def _training_data(args, cfg):
         channels = shape[0] if shape else (args.channels or 3)
         size = shape[1] if shape else (args.image_size or 32)
         ds = data.image_folder(Path(path).expanduser(), channels=channels, image_size=size, skip_bad=args.skip_bad,
-                               progress=not args.quiet)
+                               progress=not args.quiet, max_pixels=args.max_image_pixels)
         if ds.note:
             _note(ds.note)
+        if args.resume and cfg.data_contents and ds.contents != cfg.data_contents:
+            _note(f"{path} has changed since the run started: it held {cfg.data_contents}, now {ds.contents}; "
+                  "training goes on with what it holds now")
+        cfg.data_contents = ds.contents
         return ds.filter_classes(cfg.classes) if cfg.classes is not None else ds
     for flag, value, only in (("--channels", args.channels, 1), ("--image-size", args.image_size, 28)):
         if value is not None and value != only:
             raise UsageError(f"{flag} {value}: {cfg.dataset} images are 1x28x28; {flag} applies to --dataset {FOLDER}PATH")
-    if args.skip_bad:
-        raise UsageError(f"--skip-bad applies to --dataset {FOLDER}PATH")
+    if args.skip_bad or args.max_image_pixels != MAX_IMAGE_PIXELS:
+        raise UsageError(f"{'--skip-bad' if args.skip_bad else '--max-image-pixels'} applies to --dataset {FOLDER}PATH")
     import warnings
     with warnings.catch_warnings():  # the note below says it plainly, without a warning's source line
         warnings.simplefilter("ignore", UserWarning)
@@ -611,19 +637,28 @@ def _read_images(path: Path, channels: int = 1):
 
     Grey runs: .npy (H, W), (N, H, W) or (N, 1, H, W), or an image file (colour is averaged).
     RGB runs: .npy (3, H, W) or (N, 3, H, W) (the library's NCHW), or an image file (alpha dropped)."""
-    if not path.is_file():
-        raise UsageError(f"--images {path}: " + ("is a folder" if path.is_dir() else "no such file"))
+    from .safeio import UnsafeFileError, open_image, read_npy
+    if not path.exists():
+        raise UsageError(f"--images {path}: no such file")
     if path.suffix.lower() == ".npy":
         try:
-            raw = np.load(path, allow_pickle=False)
+            raw = read_npy(path, "--images")
+        except UnsafeFileError as exc:
+            raise UsageError(f"--images {path}: not a plain NumPy array file ({exc.reason})") from None
         except (ValueError, OSError, EOFError) as exc:
             raise UsageError(f"--images {path}: not a plain NumPy array file ({exc})") from None
         if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "biuf":
             raise UsageError(f"--images {path}: expected a numeric array, got dtype {getattr(raw, 'dtype', None)}")
     else:
-        import matplotlib.image as mpimg
-        try:
-            raw = mpimg.imread(path)      # PNG -> float in [0, 1], (H, W) or (H, W, 3|4)
+        from PIL import Image
+        try:   # PNG or JPEG by content, whatever the name: no other decoder is ever handed the file
+            with open_image(path, what="--images") as im:
+                raw = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0   # (H, W, 3) in [0, 1]
+        except UnsafeFileError as exc:
+            raise UsageError(str(exc)) from None
+        except Image.UnidentifiedImageError:
+            raise UsageError(f"--images {path}: cannot read it as an image (not a PNG or JPEG file, "
+                             "whatever its name says)") from None
         except Exception as exc:          # a damaged or foreign file can fail in many ways inside the decoder
             raise UsageError(f"--images {path}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
         if raw.ndim == 3:
@@ -761,6 +796,9 @@ def build_parser():
                    help="folder:PATH: images are centre-cropped and resized to this (default: 32)")
     t.add_argument("--skip-bad", action="store_true",
                    help="folder:PATH: skip unreadable files (counted) instead of refusing the folder")
+    t.add_argument("--max-image-pixels", type=_integer(1), default=MAX_IMAGE_PIXELS,
+                   help=f"folder:PATH: a picture whose header claims more pixels is a bad file, refused before "
+                        f"decoding (default: {MAX_IMAGE_PIXELS:,}, e.g. 8192x4096)")
     t.add_argument("--data-dir", default=None, type=_path,
                    help="folder holding the data set's IDX files (default: $SCRATCHGAN_DATA, the cache, "
                         "then the bundled sample)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,6 @@ def make_grid(images, nrow: int, pad: int = 2) -> np.ndarray:
 def grid_png(images, nrow: int, output: str = "tanh", scale: int = 2) -> bytes:
     """The PNG file's bytes of ``save_grid``: grey images as matplotlib's grey colour map
     writes them, RGB images as an 8-bit RGB PNG."""
-    import io
     _check_images(images, "save_grid")
     _check_count(scale, "scale", "save_grid", 1)
     if len(images) == 0:
@@ -92,8 +92,9 @@ def plot_losses(metrics_csv, path, probabilities: bool = True) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    with open(metrics_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
+    from .safeio import read_bytes
+    text = read_bytes(metrics_csv, "metrics log").decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     step = np.array([float(r["step"]) for r in rows])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     for key, label in (("d_loss", "D loss"), ("g_loss", "G loss")):
@@ -107,7 +108,6 @@ def plot_losses(metrics_csv, path, probabilities: bool = True) -> Path:
         ax2.set_ylabel("critic score")
     ax2.set_xlabel("step"), ax2.legend(), ax2.grid(alpha=0.3)
     fig.tight_layout()
-    import io
     from .atomic import atomic_write_bytes
     buf = io.BytesIO()
     fig.savefig(buf, dpi=100, format="png")

@@ -11,12 +11,26 @@ also torch's convention).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["make_rng", "manual_seed", "fans", "initialise", "INITIALISERS"]
+__all__ = ["make_rng", "manual_seed", "fans", "initialise", "INITIALISERS", "parameter_budget"]
 
 _global_rng = np.random.default_rng(0)
+_budget = []   # [weights still allowed, who] while a model is built from an untrusted description
+
+
+@contextmanager
+def parameter_budget(limit: int, who: str):
+    """Within the block, ``initialise`` refuses (ValueError naming ``who``) to draw more than ``limit``
+    weights in all, before allocating them: a model described by an untrusted file (a checkpoint's
+    .json) is built only up to the size of the arrays that file actually carries."""
+    _budget.append([int(limit), who])
+    try:
+        yield
+    finally:
+        _budget.pop()
 
 
 def manual_seed(seed: int) -> None:
@@ -93,4 +107,10 @@ def initialise(name: str, rng, shape, dtype, who: str | None = None) -> np.ndarr
     except (KeyError, TypeError):  # TypeError: an unhashable name
         prefix = f"{who}: " if who else ""
         raise ValueError(f"{prefix}unknown initialiser {name!r}; choose from {sorted(INITIALISERS)}") from None
+    if _budget:
+        size = math.prod(int(d) for d in shape)
+        if size > _budget[-1][0]:
+            raise ValueError(f"{_budget[-1][1]} needs more weights than its arrays hold (a {who or 'layer'} "
+                             f"weight of shape {tuple(shape)}: {size:,} values); refusing to build it")
+        _budget[-1][0] -= size
     return fn(make_rng(rng), tuple(shape)).astype(dtype)

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend, losses
+from .safeio import UnsafeFileError, open_image, read_npy
 
 __all__ = ["MASK_KINDS", "DEFAULT_FRACTION", "make_mask", "context_weights", "InpaintResult", "inpaint",
            "inpaint_loss_and_grad", "completion_error", "mean_image_fill", "masked_images"]
@@ -110,17 +111,21 @@ def make_mask(kind, shape=(28, 28), rng=None, seed=0, fraction=None) -> np.ndarr
     if not path.suffix:
         raise ValueError(f"make_mask: unknown mask kind {kind!r}; choose from {', '.join(MASK_KINDS)}, "
                          "or give a .npy / .png file")
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"make_mask: mask file {str(path)!r} not found (kinds: {', '.join(MASK_KINDS)})")
     if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = read_npy(path, "make_mask:")
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"make_mask: cannot read {path} ({exc})") from None
         return _check_mask_array(arr, shape, f"make_mask: {path}")
-    try:
-        from PIL import Image
-        with Image.open(path) as img:
+    try:   # PNG or JPEG by content: no other decoder is ever handed the file
+        with open_image(path, what="make_mask:") as img:
             gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    except UnsafeFileError:
+        raise
     except Exception as exc:  # PIL's UnidentifiedImageError, OSError, ...
-        raise ValueError(f"make_mask: cannot read {path} as an image ({exc})") from None
+        raise ValueError(f"make_mask: cannot read {path} as a PNG or JPEG image ({exc})") from None
     if gray.shape != shape:
         raise ValueError(f"make_mask: {path} is {gray.shape[1]}x{gray.shape[0]} pixels, expected "
                          f"{shape[1]}x{shape[0]} (W x H)")

@@ -32,6 +32,7 @@ import numpy as np
 from . import backend
 from .atomic import atomic_write_bytes
 from .images import to_unit_range
+from .safeio import RUN_IMAGE_FORMATS, UnsafeFileError, open_image, open_regular
 from .layers.activations import sigmoid
 
 __all__ = ["MONITOR_SIZE", "REFRESH_S", "MonitorGrid", "d_outputs", "monitor_grid", "sample_grids",
@@ -289,9 +290,9 @@ def progress_animation(run_dir, path=None, max_frames: int = MAX_FRAMES, frame_m
     if not grids:
         return None
     try:
-        with Image.open(grids[-1][1]) as im:       # the newest grid sets the frame size
+        with open_image(grids[-1][1], RUN_IMAGE_FORMATS) as im:       # the newest grid sets the frame size
             newest = im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except (OSError, ValueError, Image.DecompressionBombError):   # UnsafeFileError is a ValueError
         newest = None
     factor = size = None
     if newest is not None:
@@ -302,7 +303,7 @@ def progress_animation(run_dir, path=None, max_frames: int = MAX_FRAMES, frame_m
     frames = []
     for step, p in _even(grids, max_frames):
         try:
-            with Image.open(p) as im:
+            with open_image(p, RUN_IMAGE_FORMATS) as im:
                 im = im.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError):
             continue
@@ -337,7 +338,7 @@ def _read_json(path: Path):
     try:
         if path.is_symlink() or not path.is_file():
             return None, f"{path.name} is not a plain file"
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             data = f.read(MAX_READ + 1)
         if len(data) > MAX_READ:
             return None, f"{path.name} is larger than {MAX_READ:,} bytes"
@@ -448,15 +449,14 @@ def _metrics_section(run: Path) -> str:
     if not path.is_file() or path.is_symlink():
         return _note("No metrics logged yet.")
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
+            header = next(csv.reader([f.readline(64 * 1024).decode("utf-8", errors="replace")]))
             f.seek(0, 2)
             size = f.tell()
             f.seek(max(0, size - 64 * 1024))
             tail = f.read().decode("utf-8", errors="replace").splitlines()
-        with open(path, encoding="utf-8", errors="replace") as f:
-            header = next(csv.reader([f.readline()]))
         last = next(csv.reader([tail[-1]])) if len(tail) > 1 else None
-    except (OSError, csv.Error, StopIteration):
+    except (OSError, UnsafeFileError, csv.Error, StopIteration):
         return _note("metrics.csv cannot be read.")
     if not last or len(last) != len(header):
         return _note("No complete row in metrics.csv yet.")
@@ -498,8 +498,8 @@ def _figure(run: Path, rel: str, alt: str, caption: str, width: int | None = Non
 def _width(path: Path):
     """An image's width in pixels from its header, or None."""
     from PIL import Image
-    try:
-        with Image.open(path) as im:
+    try:   # only PNG: whatever else lies in a shared run folder is never handed to a decoder
+        with open_regular(path) as f, Image.open(f, formats=list(RUN_IMAGE_FORMATS)) as im:
             return im.size[0]
     except (OSError, ValueError, Image.DecompressionBombError):
         return None

@@ -13,7 +13,8 @@ A folder of a user's may hold other things (notes, data, another program's outpu
 it emptied), and says which other files it left; ``remove_leftovers`` removes only the
 temporary files of an interrupted atomic write and checkpoint arrays that no checkpoint
 names. Symbolic links are removed as links, never followed to delete what they point to, and
-a run's samples/, monitor/ and checkpoints/ must be real folders (``check_subfolders``).
+a run's samples/, monitor/ and checkpoints/ must be real folders and its files regular files,
+never links (``check_run_folder``).
 """
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ from pathlib import Path
 
 from .atomic import TEMP_NAME
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, arrays_path, read_meta
+from .safeio import UnsafeFileError, refuse_link
 
 __all__ = ["RUN_FILES", "RunFolderError", "is_run_file", "run_files", "clear_run", "remove_leftovers",
-           "check_writable", "check_subfolders"]
+           "check_writable", "check_run_folder"]
 
 _STEP = r"step_\d{7,}"
 RUN_FILES = [re.compile(p) for p in (
@@ -121,9 +123,12 @@ def remove_leftovers(folder) -> list:
     return removed
 
 
-def check_subfolders(folder) -> None:
-    """RunFolderError unless samples/, monitor/ and checkpoints/ are absent or real folders. A link there
-    (in a run folder someone shared) would send the run's writes and pruning to another place."""
+def check_run_folder(folder, files: bool = True) -> None:
+    """RunFolderError unless samples/, monitor/ and checkpoints/ are absent or real folders, and every
+    file of the run there (``RUN_FILES``) is a regular file, not a link or a FIFO. A link there (in a
+    run folder someone shared) would send the run's writes, appends and pruning to another place; a
+    FIFO would block the next read of it. ``files=False`` checks the folders alone (``--overwrite``
+    removes such links as links, never following them)."""
     for name in _RUN_SUBFOLDERS:
         path = Path(folder) / name
         if path.is_symlink():
@@ -131,6 +136,11 @@ def check_subfolders(folder) -> None:
                                  "samples only into real folders of the run (link the whole run folder instead)")
         if path.exists() and not path.is_dir():
             raise RunFolderError(f"{path} is a file; the run needs a folder there")
+    for path in run_files(folder)[0] if files else ():
+        try:
+            refuse_link(path)
+        except UnsafeFileError as exc:
+            raise RunFolderError(str(exc)) from None
 
 
 def check_writable(folder, what: str) -> Path:

@@ -33,6 +33,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,14 +43,16 @@ import numpy as np
 
 from . import backend, losses, report
 from .distributed import Communicator, check_replicas, data_parallel
-from .checkpoint import (CheckpointError, arrays_path, latest_checkpoint, list_checkpoints, load_checkpoint,
-                         read_meta, remove_checkpoint, save_checkpoint)
+from .checkpoint import (CheckpointError, arrays_path, check_meta, latest_checkpoint, list_checkpoints,
+                         load_checkpoint, parameter_bound, read_meta, remove_checkpoint, save_checkpoint)
 from .atomic import atomic_write_bytes
 from .ema import EMA
+from .init import parameter_budget
 from .images import plot_losses, save_grid
 from .models import GAN, MODELS, build
 from .optim import Adam, RMSprop
-from .runfolder import RunFolderError, check_subfolders, remove_leftovers
+from .runfolder import RunFolderError, check_run_folder, remove_leftovers
+from .safeio import UnsafeFileError, append_text, read_bytes
 
 __all__ = ["TrainConfig", "Trainer", "DivergenceError", "load_run", "MAX_LOSS", "MAX_NORM", "LOSS_DEFAULTS"]
 
@@ -111,6 +114,7 @@ class TrainConfig:
     ema: float | None = None                         # decay of an average of G's weights to sample from (ema.py)
     lr_decay: str = "none"                           # "linear": both learning rates fall linearly to 0 at the last step
     max_time: float | None = None                    # stop (and save) after this many seconds of training
+    data_contents: str | None = None                 # image folders: what the folder held (Dataset.contents)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -148,6 +152,8 @@ class TrainConfig:
             raise ValueError(f"model_args must be a dict of builder arguments, got {self.model_args!r}")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"dataset must be a data set name, got {self.dataset!r}")
+        if self.data_contents is not None and not isinstance(self.data_contents, str):
+            raise ValueError(f"data_contents must be a string, got {self.data_contents!r:.80}")
         if self.classes is not None and not (
                 isinstance(self.classes, list) and self.classes
                 and all(isinstance(c, str) or (isinstance(c, int) and not isinstance(c, bool)) for c in self.classes)):
@@ -565,7 +571,7 @@ class Trainer:
         for a fresh run, and write config.json."""
         if not self._started:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            check_subfolders(self.run_dir)
+            check_run_folder(self.run_dir)
             remove_leftovers(self.run_dir)
             if self.step == 0 and self._saved_step is None:   # a new run never appends to an old log
                 (self.run_dir / "metrics.csv").unlink(missing_ok=True)
@@ -581,12 +587,12 @@ class Trainer:
         if not self.writes:
             return
         path = self.run_dir / "metrics.csv"
-        new = not path.exists()
-        with open(path, "a", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+        if not os.path.lexists(path):
+            w.writeheader()
+        w.writerow(row)
+        append_text(path, buf.getvalue())   # never through a link planted in the run folder
 
     def _init_monitor(self, labels, class_names, monitor_size):
         """The monitor grid's fixed batches (report.monitor_grid): ``monitor_size`` real images
@@ -658,7 +664,7 @@ class Trainer:
     def load_state(self, arrays, meta) -> None:
         """Restore weights, optimiser state and position from a checkpoint's (arrays, meta).
         CheckpointError, with nothing changed, when they do not fit this trainer's model."""
-        _check_counters(meta)
+        check_meta(meta)
         if meta.get("dtype", "float32") != str(self.gan.G.dtype):
             raise CheckpointError(f"checkpoint holds {meta.get('dtype')} weights but the model is {self.gan.G.dtype}; "
                                   f"build the model with that dtype (scratchgan train --resume does)")
@@ -740,10 +746,10 @@ class Trainer:
         """Drop log rows written after the checkpoint (a crash between checkpoints). A log that
         cannot be read as this run's metrics is refused (RunFolderError), not rewritten."""
         path = self.run_dir / "metrics.csv"
-        if not path.exists():
+        if not os.path.lexists(path):
             return
         try:
-            text = path.read_bytes().decode("utf-8")
+            text = read_bytes(path, "metrics log").decode("utf-8")
             if not text.endswith("\n"):             # a row torn by a crash mid-append: dropped
                 text = text[:text.rfind("\n") + 1]
             reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -751,6 +757,8 @@ class Trainer:
             if reader.fieldnames != METRIC_FIELDS or any(None in r or None in r.values() for r in rows):
                 raise ValueError("the header or a row does not have the columns " + ",".join(METRIC_FIELDS))
             rows = [r for r in rows if int(r["step"]) <= self.step]
+        except UnsafeFileError:
+            raise
         except (ValueError, UnicodeDecodeError, csv.Error, OSError) as exc:
             raise RunFolderError(f"{path}: cannot be read as this run's metrics ({exc}); move it away to resume "
                                  "(a new one is started)") from None
@@ -764,13 +772,6 @@ class Trainer:
 def _message(exc) -> str:
     """An exception's text without the quotes KeyError puts around it."""
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-
-
-def _check_counters(meta):
-    for key in ("step", "batch_index", "noise_calls"):
-        v = meta.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise CheckpointError(f"checkpoint metadata: {key!r} must be an integer >= 0, got {v!r}")
 
 
 def _check_arrays(arrays):
@@ -795,8 +796,11 @@ def load_run(run_dir, checkpoint=None, use_ema: bool = True):
     if path is None:
         raise CheckpointError(f"{run_dir}: no checkpoint found in {run_dir / 'checkpoints'}")
     arrays, meta = load_checkpoint(path)
+    check_meta(meta, path)
     try:
-        gan = _build_from_meta(meta)
+        # the .json's settings are not covered by the arrays' checksum: build no more weights than they carry
+        with parameter_budget(sum(a.nbytes for a in arrays.values()) // 4, "the model its metadata describes"):
+            gan = _build_from_meta(meta)
         _check_arrays(arrays)
         g_prefix = "Gema." if use_ema and any(k.startswith("Gema.") for k in arrays) else "G."
         meta = dict(meta, weights="ema" if g_prefix == "Gema." else "raw")

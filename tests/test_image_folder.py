@@ -422,11 +422,11 @@ def _bad_folder(tmp_path):
     return root, good
 
 
-BAD = {"a/text.png": "not an image file Pillow recognises", "b/cut.png": "cannot decode the image: ",
+BAD = {"a/text.png": "not a PNG or JPEG image", "b/cut.png": "cannot decode the image: ",
        "a/int64.npy": "dtype int64 (expected uint8, or float in [0, 1])",
        "b/chw.npy": "channels first? transpose to (N, H, W, C)",
        "b/nan.npy": "NaN or inf", "b/range.npy": "must lie in [0, 1], found 2..2",
-       "a/objects.npy": "dtype object (expected uint8", "b/zip.npz": "not a readable array file"}
+       "a/objects.npy": "holds Python objects, which scratchgan never unpickles", "b/zip.npz": "not a readable array file"}
 
 
 def test_bad_files_are_refused_in_one_error_naming_each(tmp_path, private_cache):

@@ -25,7 +25,7 @@ from PIL import Image
 from scratchgan import backend, data, models, report
 from scratchgan.layers import Dense, Flatten, Sequential
 from scratchgan.layers.activations import sigmoid
-from scratchgan.runfolder import RunFolderError, check_subfolders, clear_run, is_run_file, run_files
+from scratchgan.runfolder import RunFolderError, check_run_folder, clear_run, is_run_file, run_files
 from scratchgan.training import TrainConfig, Trainer
 
 T = backend.to_numpy
@@ -273,7 +273,7 @@ def test_run_folder_knows_the_new_artefacts(tmp_path):
     elsewhere.mkdir()
     (run / "monitor").symlink_to(elsewhere)
     with pytest.raises(RunFolderError, match="monitor is a link"):
-        check_subfolders(run)
+        check_run_folder(run)
 
 
 # ---------------------------------------------------------------------------- progress.gif

@@ -27,6 +27,7 @@ from typing import Iterator
 import numpy as np
 
 from ..atomic import default_file_mode
+from ..safeio import open_regular
 from .idx import DataError, read_idx
 
 __all__ = [
@@ -219,6 +220,7 @@ class Dataset:
     note: str = ""                # set when something other than what was asked is returned
     cache_file: str = ""          # image folders: the cache .npy the images came from or went to
     from_cache: bool = False      # image folders: True when read from that cache without decoding
+    contents: str = ""            # image folders: its files' count, bytes and a digest of names and sizes
 
     def __post_init__(self):
         images, labels = self.images, self.labels
@@ -348,25 +350,25 @@ _VERIFIED: set = set()   # (path, size, mtime_ns) already verified in this proce
 
 def _digest(path: Path, algo: str) -> str:
     h = hashlib.new(algo)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
 def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         return f.read(2) == b"\x1f\x8b"
 
 
 def _gunzip_md5(path: Path) -> str | None:
     try:
-        with gzip.open(path, "rb") as f:
+        with open_regular(path) as raw, gzip.open(raw, "rb") as f:
             h = hashlib.md5()
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
             return h.hexdigest()
-    except (OSError, EOFError):
+    except (OSError, EOFError, ValueError):   # ValueError: UnsafeFileError, not a regular file
         return None
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_bytes, default_file_mode
+from ..safeio import MAX_IMAGE_PIXELS, PICTURE_FORMATS, UnsafeFileError, npy_header, open_image, open_regular, read_bytes
 from .datasets import Dataset, cache_dir
 from .idx import DataError
 
@@ -35,13 +36,14 @@ ARRAY_SUFFIXES = (".npy", ".npz")
 IMAGE_SIZES = (28, 32, 64)
 CHANNELS = (1, 3)
 LABEL_MODES = ("auto", "none")
-CACHE_VERSION = 1          # part of the cache key: bump when decoding changes
+CACHE_VERSION = 2          # part of the cache key: bump when decoding changes (2: PNG/JPEG by content only)
 CACHE_FORMAT = "scratchgan-folder-cache"
 MAX_LISTED = 10            # bad files named in a message; the rest are counted
 _CHUNK = 1024              # at most this many images of an array stack converted at a time ...
 _CHUNK_BYTES = 16 << 20    # ... and at most about this many bytes of them
 _RELEASE_BYTES = 16 << 20  # written cache pages dropped from this process every this many bytes
 _HASH_CHUNK = 8 << 20
+_MAX_INFLATION = 1100      # deflate expands at most ~1032x: a member claiming more lies about its size
 _MODE = {1: "L", 3: "RGB"}
 
 
@@ -63,9 +65,17 @@ class _Entry:
 
 # --------------------------------------------------------------------------- finding the files
 
+def _inside(path: str, real_root: str) -> bool:
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
 def _scan(root: Path):
-    """-> (entries sorted by path, bad [(rel, why)], ignored [rel]); hidden names are skipped."""
-    entries, bad, ignored = [], [], []
+    """-> (entries sorted by path, bad [(rel, why)], ignored [rel], links out [rel]); hidden names are
+    skipped. A link is followed only when it resolves inside the folder: one that leads out of it
+    (``ln -s .. PICS/up``) is skipped and listed, so the data is never pulled from elsewhere."""
+    entries, bad, ignored, links_out = [], [], [], []
+    real_root = os.path.realpath(root)
     stack, seen = [(root, ())], set()
     while stack:
         folder, parts = stack.pop()
@@ -85,6 +95,9 @@ def _scan(root: Path):
             sub = parts + (e.name,)
             rel = "/".join(sub)
             try:
+                if e.is_symlink() and not _inside(e.path, real_root):
+                    links_out.append(rel)
+                    continue
                 if e.is_dir():
                     stack.append((Path(e.path), sub))
                     continue
@@ -99,7 +112,7 @@ def _scan(root: Path):
             except OSError as exc:
                 bad.append((rel, f"cannot read: {exc.strerror or exc}"))
     entries.sort(key=lambda en: en.rel.split("/"))
-    return entries, bad, sorted(ignored)
+    return entries, bad, sorted(ignored), sorted(links_out)
 
 
 # --------------------------------------------------------------------------- arrays
@@ -129,33 +142,29 @@ def _as_stack(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _npy_header(f):
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(f)
-    raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported here")
-
-
 def _plan_array(entry: _Entry) -> None:
     """Read the headers of a .npy/.npz (not the data): sets entry.members and entry.count."""
     members = []
     try:
-        if entry.path.suffix.lower() == ".npy":
-            with open(entry.path, "rb") as f:
-                shape, _, dtype = _npy_header(f)
-            members.append((None, shape, dtype))
-        else:
-            with zipfile.ZipFile(entry.path) as zf:
-                for name in zf.namelist():
-                    if not name.endswith(".npy"):
-                        raise _BadFile(f"member {name!r} is not a .npy array")
-                    with zf.open(name) as f:
-                        shape, _, dtype = _npy_header(f)
-                    members.append((name[:-4], shape, dtype))
+        with open_regular(entry.path) as raw:
+            if entry.path.suffix.lower() == ".npy":   # the header must account for the file's bytes exactly
+                shape, _, dtype = npy_header(raw, available=os.fstat(raw.fileno()).st_size)
+                members.append((None, shape, dtype))
+            else:
+                with zipfile.ZipFile(raw) as zf:
+                    for info in zf.infolist():
+                        if not info.filename.endswith(".npy"):
+                            raise _BadFile(f"member {info.filename!r} is not a .npy array")
+                        if info.file_size > _MAX_INFLATION * max(info.compress_size, 1):
+                            raise _BadFile(f"member {info.filename!r} claims {info.file_size:,} bytes from "
+                                           f"{info.compress_size:,} compressed, more than deflate can make")
+                        with zf.open(info) as f:   # zipfile stops at file_size: the header must match it
+                            shape, _, dtype = npy_header(f, available=info.file_size)
+                        members.append((info.filename[:-4], shape, dtype))
     except _BadFile:
         raise
+    except UnsafeFileError as exc:
+        raise _BadFile(exc.reason) from None
     except Exception as exc:   # numpy's and zipfile's parsers, on an untrusted file
         raise _BadFile(f"not a readable array file ({type(exc).__name__}: {exc})") from None
     if not members:
@@ -266,17 +275,18 @@ def _to_array(im, channels: int) -> np.ndarray:
     return a[None] if channels == 1 else a.transpose(2, 0, 1)
 
 
-def _picture(entry: _Entry, channels: int, size: int) -> np.ndarray:
-    """(1, C, size, size) uint8 from a PNG or JPEG file."""
+def _picture(entry: _Entry, channels: int, size: int, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """(1, C, size, size) uint8 from a PNG or JPEG file (by its content: no other decoder is ever tried)."""
     from PIL import Image, ImageOps
     try:
-        with Image.open(entry.path) as im:
-            im.load()                  # decode now: a truncated file fails here
+        with open_image(entry.path, PICTURE_FORMATS, max_pixels) as im:   # decoded now: a truncated file fails here
             if im.getexif().get(0x0112, 1) != 1:   # EXIF orientation, as a photo viewer shows it
                 im = ImageOps.exif_transpose(im)
             im = _to_mode(im, channels)
     except Image.UnidentifiedImageError:
-        raise _BadFile("not an image file Pillow recognises") from None
+        raise _BadFile("not a PNG or JPEG image (whatever its name says)") from None
+    except UnsafeFileError as exc:
+        raise _BadFile(exc.reason) from None
     except Exception as exc:   # Pillow's decoders, on an untrusted file
         raise _BadFile(f"cannot decode the image: {_reason(exc, entry.path)}") from None
     return _to_array(_square(im, size), channels)[None]
@@ -303,7 +313,8 @@ def _bad_error(root: Path, bad, total: int | None = None) -> DataError:
                                           "(pass skip_bad=True to skip them)", total))
 
 
-def _fill(out, entries, channels: int, size: int, progress: bool, skip_bad: bool, release=None):
+def _fill(out, entries, channels: int, size: int, progress: bool, skip_bad: bool, release=None,
+          max_pixels: int = MAX_IMAGE_PIXELS):
     """Decode every entry into out[0:], in order. -> (images written, [(label, count)], bad files).
 
     Without skip_bad, the first bad file dooms the call: later files are only decoded to find
@@ -318,7 +329,7 @@ def _fill(out, entries, channels: int, size: int, progress: bool, skip_bad: bool
             start = pos
             try:
                 blocks = _array_chunks(entry, channels, size) if entry.is_array else \
-                    iter([_picture(entry, channels, size)])
+                    iter([_picture(entry, channels, size, max_pixels)])
                 for block in blocks:
                     if bad and not skip_bad:
                         continue
@@ -341,10 +352,11 @@ def _slug(root: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", root.name or "root")[:40].strip("._") or "folder"
 
 
-def _cache_key(root: Path, entries, channels: int, size: int, labels: str) -> tuple[str, str]:
+def _cache_key(root: Path, entries, channels: int, size: int, labels: str,
+               max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[str, str]:
     """-> (stem shared by every cache of this folder and these settings, full key)."""
     settings = {"version": CACHE_VERSION, "folder": str(root), "channels": channels,
-                "image_size": size, "labels": labels}
+                "image_size": size, "labels": labels, "max_pixels": int(max_pixels)}
     prefix = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     files = [[e.rel, e.size, e.mtime_ns] for e in entries]
     key = hashlib.sha256(json.dumps({**settings, "files": files}, sort_keys=True).encode()).hexdigest()
@@ -353,16 +365,12 @@ def _cache_key(root: Path, entries, channels: int, size: int, labels: str) -> tu
 
 def _read_npy_hashed(path: Path):
     """-> (array, sha256 of the whole file): one pass, the array filled as the bytes are hashed."""
-    with open(path, "rb") as f:
-        shape, fortran, dtype = _npy_header(f)
+    with open_regular(path, "image cache") as f:
+        shape, fortran, dtype = npy_header(f, available=os.fstat(f.fileno()).st_size)   # before allocating
         header_len = f.tell()
         if dtype != np.uint8 or fortran or len(shape) != 4:
             raise ValueError(f"expected a C-order uint8 (N, C, H, W) array, found {dtype} {shape}")
         arr = np.empty(shape, np.uint8)
-        expected = header_len + arr.nbytes
-        size = os.fstat(f.fileno()).st_size
-        if size != expected:
-            raise ValueError(f"file has {size} bytes, its header says {expected}")
         f.seek(0)
         h = hashlib.sha256(f.read(header_len))
         view = memoryview(arr.reshape(-1))
@@ -396,10 +404,10 @@ def _runs(labels) -> list:
 
 def _load_cache(npy: Path, meta_path: Path, key: str):
     """-> (images, meta) from a valid cache, or None (absent, or damaged: warned, then rebuilt)."""
-    if not (npy.is_file() and meta_path.is_file()):
+    if not (os.path.lexists(npy) and os.path.lexists(meta_path)):
         return None
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_bytes(meta_path, "image cache record", 16 << 20).decode("utf-8"))
         if not (isinstance(meta, dict) and meta.get("format") == CACHE_FORMAT
                 and meta.get("version") == CACHE_VERSION and meta.get("key") == key
                 and meta.get("npy_file") == npy.name and isinstance(meta.get("sha256"), str)
@@ -448,7 +456,7 @@ def _release_pages(out, upto: int, state: dict) -> None:
 
 
 def _build_cache(npy: Path, entries, n_planned: int, channels: int, size: int, progress: bool,
-                 skip_bad: bool):
+                 skip_bad: bool, max_pixels: int = MAX_IMAGE_PIXELS):
     """Decode into a memory-mapped temporary .npy beside `npy`, then rename it into place.
 
     -> (images written, labels, bad); without skip_bad nothing is renamed when a file is bad. Raises OSError when
@@ -467,7 +475,7 @@ def _build_cache(npy: Path, entries, n_planned: int, channels: int, size: int, p
                 os.close(fd)
         state = {"done": out.offset}
         n, labels, bad = _fill(out, entries, channels, size, progress, skip_bad,
-                               release=lambda pos: _release_pages(out, pos, state))
+                               release=lambda pos: _release_pages(out, pos, state), max_pixels=max_pixels)
         keep = n > 0 and (skip_bad or not bad)
         if keep and n < n_planned:      # arrays skipped: copy into a file of the final size
             fd2, tmp2 = tempfile.mkstemp(dir=npy.parent, prefix=f".{npy.name}.", suffix=".tmp")
@@ -516,7 +524,8 @@ def _check_args(channels, image_size, labels, skip_bad) -> None:
 
 
 def image_folder(path, channels: int = 1, image_size: int = 28, labels: str = "auto",
-                 skip_bad: bool = False, cache=True, progress: bool = False) -> Dataset:
+                 skip_bad: bool = False, cache=True, progress: bool = False,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> Dataset:
     """Every image under `path` as a Dataset of uint8 (N, channels, image_size, image_size).
 
     path: a folder; PNG and JPEG files (.png .jpg .jpeg, any case) and .npy/.npz arrays in it and
@@ -535,8 +544,16 @@ def image_folder(path, channels: int = 1, image_size: int = 28, labels: str = "a
     cache: True: keep the decoded array in cache_dir("folders") and reuse it while no file
         changes; a folder path: cache there instead; False: decode every time.
     progress: a progress bar on a terminal while decoding.
+    max_pixels: a picture whose header claims more pixels is a bad file, refused before it is decoded.
+
+    Untrusted folders (docs/data.md): files are opened as PNG or JPEG by their content (a file of
+    another format named .png is a bad file, never handed to another decoder), only when regular
+    (a FIFO is a bad file); links are followed only inside the folder, and those leading out of
+    it are skipped and named in `Dataset.note`; an array header must match its file's size.
     """
     _check_args(channels, image_size, labels, skip_bad)
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise ValueError(f"image_folder: max_pixels must be an integer >= 1, got {max_pixels!r}")
     channels, image_size = int(channels), int(image_size)
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ValueError(f"image_folder: path must be a folder name, got {path!r}")
@@ -545,17 +562,23 @@ def image_folder(path, channels: int = 1, image_size: int = 28, labels: str = "a
         raise DataError(f"{root}: no such folder")
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (image_folder reads a folder of images)")
-    entries, bad, ignored = _scan(root)
+    entries, bad, ignored, links_out = _scan(root)
     if not entries and not bad:
         kinds = ", ".join(IMAGE_SUFFIXES + ARRAY_SUFFIXES)
         msg = f"{root}: no images found (looked for {kinds} files, in any case, in the folder and its subfolders)"
         if ignored:
             shown = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
             msg += f"; {len(ignored)} other file(s) ignored: {shown}"
+        if links_out:
+            msg += f"; {len(links_out)} link(s) leading out of the folder skipped: {', '.join(links_out[:5])}"
         raise DataError(msg)
 
     # labels, from the first-level subfolders
     notes = []
+    if links_out:
+        shown = ", ".join(links_out[:5]) + (", ..." if len(links_out) > 5 else "")
+        notes.append(f"skipped {len(links_out)} link(s) leading out of the folder (only links inside it are "
+                     f"followed): {shown}")
     classes = ["image"]
     if labels == "auto" and entries and all("/" in e.rel for e in entries):
         classes = sorted({e.rel.split("/", 1)[0] for e in entries})
@@ -582,7 +605,7 @@ def image_folder(path, channels: int = 1, image_size: int = 28, labels: str = "a
     npy = None
     if cache is not False and cache is not None:
         folder = cache_dir("folders") if cache is True else Path(cache).expanduser()
-        stem, key = _cache_key(root, entries, channels, image_size, labels)
+        stem, key = _cache_key(root, entries, channels, image_size, labels, max_pixels)
         npy = folder / f"{stem}-{key[:20]}.npy"
         hit = _load_cache(npy, npy.with_suffix(".json"), key)
         if hit is not None:
@@ -590,7 +613,7 @@ def image_folder(path, channels: int = 1, image_size: int = 28, labels: str = "a
             if meta["n_skipped"] and not skip_bad:
                 raise _bad_error(root, meta["skipped"], meta["n_skipped"])
             return _dataset(root, images, meta["labels_array"], meta["classes"], meta["skipped"],
-                            meta["n_skipped"], meta.get("notes", []), str(npy), True)
+                            meta["n_skipped"], meta.get("notes", []), str(npy), True, _contents(entries))
     if n_planned == 0:
         raise DataError(_listing(root, bad, "file(s) found, none readable as images"))
     n = None
@@ -598,14 +621,14 @@ def image_folder(path, channels: int = 1, image_size: int = 28, labels: str = "a
         try:
             npy.parent.mkdir(parents=True, exist_ok=True)
             n, runs, bad_decode = _build_cache(npy, entries_ok, n_planned, channels, image_size,
-                                               progress, skip_bad)
+                                               progress, skip_bad, max_pixels)
         except OSError as exc:
             warnings.warn(f"cannot write the image cache in {npy.parent} ({exc.strerror or exc}); "
                           "decoding without a cache", UserWarning, stacklevel=2)
             npy = None
     if npy is None:
         out = np.empty((n_planned, channels, image_size, image_size), np.uint8)
-        n, runs, bad_decode = _fill(out, entries_ok, channels, image_size, progress, skip_bad)
+        n, runs, bad_decode = _fill(out, entries_ok, channels, image_size, progress, skip_bad, max_pixels=max_pixels)
         images = out if n == n_planned else out[:n].copy()
     bad = sorted(bad + bad_decode, key=lambda b: b[0].split("/"))
     if bad and not skip_bad:
@@ -623,13 +646,27 @@ def image_folder(path, channels: int = 1, image_size: int = 28, labels: str = "a
                 "channels": channels, "image_size": image_size, "labels": labels,
                 "resample": "bilinear", "classes": classes, "label_runs": label_runs,
                 "skipped": [list(b) for b in bad[:MAX_LISTED]], "n_skipped": len(bad), "notes": notes}
-        atomic_write_bytes(npy.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
-        _remove_stale(npy.parent, stem, npy.stem)
+        try:
+            atomic_write_bytes(npy.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
+        except OSError as exc:    # e.g. the disk filled: the images are decoded, only the record is lost
+            warnings.warn(f"cannot write the image cache record in {npy.parent} ({exc.strerror or exc}); "
+                          "going on without a cache", UserWarning, stacklevel=2)
+            npy.unlink(missing_ok=True)
+            npy = None
+        else:
+            _remove_stale(npy.parent, stem, npy.stem)
     return _dataset(root, images, label_array, classes, bad, len(bad), notes,
-                    str(npy) if npy is not None else "", False)
+                    str(npy) if npy is not None else "", False, _contents(entries))
 
 
-def _dataset(root, images, labels, classes, bad, n_bad, notes, cache_file, from_cache) -> Dataset:
+def _contents(entries) -> str:
+    """What the folder holds, in one line a run records and compares on resume: the files, their
+    bytes and a digest of their paths and sizes (not their times: a copied folder is the same data)."""
+    digest = hashlib.sha256(json.dumps([[e.rel, e.size] for e in entries]).encode()).hexdigest()
+    return f"{len(entries)} files, {sum(e.size for e in entries):,} bytes, sha256 {digest[:16]}"
+
+
+def _dataset(root, images, labels, classes, bad, n_bad, notes, cache_file, from_cache, contents="") -> Dataset:
     notes = list(notes)
     if n_bad:
         listed = bad[:MAX_LISTED]
@@ -638,4 +675,4 @@ def _dataset(root, images, labels, classes, bad, n_bad, notes, cache_file, from_
         notes.insert(0, f"skipped {n_bad} unreadable file(s): {shown}{more}")
     return Dataset(name=f"folder:{root}", split="train", images=images, labels=labels,
                    classes=list(classes), source=str(root), note="; ".join(notes),
-                   cache_file=cache_file, from_cache=from_cache)
+                   cache_file=cache_file, from_cache=from_cache, contents=contents)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_bytes
+from ..safeio import UnsafeFileError, read_bytes
 
 __all__ = ["DataError", "read_idx", "write_idx", "parse_idx", "IDX_TYPES"]
 
@@ -79,8 +80,8 @@ def read_idx(path) -> np.ndarray:
     """Read an IDX file (raw or gzipped) -> array of the shape in its header."""
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
+        data = read_bytes(path)    # a regular file: a FIFO or a device is refused, never read forever
+    except (OSError, UnsafeFileError) as exc:
         raise DataError(f"{path}: cannot read: {exc}") from exc
     return parse_idx(data, str(path))
 
