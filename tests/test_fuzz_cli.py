@@ -24,7 +24,10 @@ import io
 import json
 import os
 import shutil
+import signal
+import struct
 import tempfile
+import zlib
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -230,14 +233,28 @@ def sandbox(tmp_path, monkeypatch, materials):
     assert (_snapshot(materials), _snapshot(judges)) == before, "a command changed files outside its example's folder"
 
 
+class _Hung(BaseException):
+    """Raised by the alarm in _run: a command blocked (e.g. on a FIFO) instead of refusing it."""
+
+
+def _alarm(signum, frame):
+    raise _Hung("no answer in 60 s")
+
+
 def _run(argv):
-    """Run one command in-process; (exit code, stdout, stderr), or fail with the traceback."""
+    """Run one command in-process; (exit code, stdout, stderr), or fail with the traceback. A
+    command that blocks for a minute (reading a FIFO) fails instead of hanging the suite."""
     out, err = io.StringIO(), io.StringIO()
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(60)
     try:
         with redirect_stdout(out), redirect_stderr(err):
             rc = cli.main(argv)
     except BaseException as exc:   # noqa: BLE001 - any escape is the failure being tested for
         pytest.fail(f"scratchgan {argv!r} raised {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     return rc, out.getvalue(), err.getvalue()
 
 
@@ -276,6 +293,32 @@ def test_random_command_lines(name, sandbox, materials, monkeypatch):
 
 
 # ---------------------------------------------------------------------------- corrupted run folders
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n%%EOF\n"
+
+
+def _lying_png(w=13000, h=13000) -> bytes:
+    """A PNG of a few bytes whose header claims w x h pixels."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b""))
+
+
+def _lying_npy(n=10**12) -> bytes:
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 8, 8), np.uint8))
+    header["shape"] = (n, 8, 8)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + b"\0" * 256
+
+
+# name -> how to make it at a path: a FIFO, PostScript under an image's name, headers that lie
+PLANTS = {"fifo": lambda p: os.mkfifo(p), "eps": lambda p: p.write_bytes(EPS),
+          "lying_png": lambda p: p.write_bytes(_lying_png()), "lying_npy": lambda p: p.write_bytes(_lying_npy())}
+RUN_PLACES = ["metrics.csv", "samples.png", "config.json", "samples/step_0000002.png", "monitor.png",
+              "checkpoints/NEWEST", "report.html", "progress.gif"]
+
+
 HOSTILE = st.sampled_from(["../../sentinel.txt", "../sentinel.txt", "/etc/hostname", "..", "", "checkpoints",
                            "step_0000002-0123456789ab.npz/../../sentinel.txt", "a" * 5000, "\u2603", "x\0y"])
 ODD = st.one_of(HOSTILE, st.sampled_from([None, -1, 2**70, 1.5, True, [], {}, [1, 2], {"kind": "mlp"},
@@ -296,8 +339,23 @@ DAMAGE = st.one_of(
               st.binary(max_size=64)),
     st.tuples(st.just("link"), st.sampled_from(["checkpoints/step_0000008.json", "checkpoints/step_0000003-abcdefabcdef.npz",
                                                 "config.json", "metrics.csv", "samples.png", "checkpoints"]),
-              st.sampled_from(["sentinel.txt", "outside_dir"])),
+              st.sampled_from(["sentinel.txt", "outside_dir", "missing.csv"])),
+    # what an attacker plants in place of a run's own file (docs/reliability.md#untrusted-files)
+    st.tuples(st.just("plant"), st.sampled_from(RUN_PLACES), st.sampled_from(sorted(PLANTS))),
 )
+
+
+def _fake_ghostscript(ws: Path, monkeypatch) -> Path:
+    """A `gs` first on PATH that leaves a mark when run (Pillow's EPS plugin runs Ghostscript);
+    returns the mark's path."""
+    from PIL import EpsImagePlugin
+    bin_dir, mark = ws / "fakebin", ws / "gs-was-run"
+    bin_dir.mkdir()
+    (bin_dir / "gs").write_text(f"#!/bin/sh\ntouch '{mark}'\nexit 1\n")
+    (bin_dir / "gs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)
+    return mark
 
 
 def _damage(run: Path, outer: Path, op):
@@ -340,6 +398,16 @@ def _damage(run: Path, outer: Path, op):
         dst.parent.mkdir(parents=True, exist_ok=True)
         if not dst.is_dir():
             dst.write_bytes(op[2])
+    elif kind == "plant":
+        dst = run / op[1]
+        if op[1] == "checkpoints/NEWEST":
+            if not ckpts:
+                return
+            dst = ckpts[-1]
+        if dst.is_symlink() or dst.parent.is_symlink() or not dst.parent.is_dir() or dst.is_dir():
+            return
+        dst.unlink(missing_ok=True)
+        PLANTS[op[2]](dst)
     elif kind == "link":
         dst = run / op[1]
         if dst.parent.is_symlink() or (dst.parent.exists() and not dst.parent.is_dir()):
@@ -365,6 +433,7 @@ def test_corrupted_run_folders(sandbox, materials, monkeypatch, damage):
     (outer / "outside_dir" / "config.json").write_text("{}")
     run = outer / "run"
     shutil.copytree(materials / "run", run)
+    gs_called = _fake_ghostscript(ws, monkeypatch)
     try:
         for op in damage:
             _damage(run, outer, op)
@@ -384,7 +453,82 @@ def test_corrupted_run_folders(sandbox, materials, monkeypatch, damage):
                     f.write(f"R{rc} {argv[0]} {damage!r:.150} {err.strip().splitlines()[-1:]}\n")
             now = {k: v for k, v in _snapshot(outer).items() if not k.startswith("run")}
             assert now == outside, f"scratchgan {argv!r} changed files outside the run folder after {damage!r}"
+            assert not gs_called.exists(), f"scratchgan {argv!r} ran Ghostscript after {damage!r}"
     finally:
         monkeypatch.chdir(sandbox)
         shutil.rmtree(ws, ignore_errors=True)
 
+
+
+# ---------------------------------------------------------------------------- hostile image folders
+FOLDER_ITEMS = st.sampled_from(["good", "good", "eps", "fifo", "lying_png", "lying_npy", "truncated",
+                                "link_up", "link_out_file", "link_in", "dangling", "text"])
+
+
+def _good_png(path: Path, seed: int):
+    from PIL import Image
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(path, "PNG")
+
+
+def _plant_in_folder(root: Path, outer: Path, i: int, item: str) -> int:
+    """Put item number i into the folder; returns how many good images it adds."""
+    name = root / ("a" if i % 2 else "b") / f"{i}.png"
+    name.parent.mkdir(exist_ok=True)
+    if item == "good":
+        _good_png(name, i)
+        return 1
+    if item == "truncated":
+        _good_png(name, i)
+        name.write_bytes(name.read_bytes()[:40])
+    elif item == "lying_npy":
+        name.with_suffix(".npy").write_bytes(_lying_npy())
+    elif item == "link_up":
+        (name.parent / f"up{i}").symlink_to("../..")
+    elif item == "link_out_file":
+        name.symlink_to(outer / "outside.png")
+    elif item == "link_in":
+        first, added = root / "b" / "keep.png", 1              # the link is an image of the folder
+        if not first.exists():
+            (root / "b").mkdir(exist_ok=True)
+            _good_png(first, 999)
+            added += 1
+        name.symlink_to(first)
+        return added
+    elif item == "dangling":
+        name.symlink_to(outer / "no-such.png")
+    elif item == "text":
+        name.write_text("not an image")
+    else:
+        PLANTS[item](name)
+    return 0
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(items=st.lists(FOLDER_ITEMS, min_size=1, max_size=8))
+def test_hostile_image_folders(sandbox, monkeypatch, items):
+    """Whatever an image folder holds, train on it ends in 0 or 2 with one error line, counts only
+    the good images inside it (with --skip-bad), never runs Ghostscript and never blocks."""
+    ws = Path(tempfile.mkdtemp(dir=sandbox))
+    outer, root = ws / "outer", ws / "outer" / "pics"
+    root.mkdir(parents=True)
+    _good_png(outer / "outside.png", 1234)
+    gs_called = _fake_ghostscript(ws, monkeypatch)
+    good = sum(_plant_in_folder(root, outer, i, item) for i, item in enumerate(items))
+    try:
+        monkeypatch.chdir(ws)
+        for extra in ([], ["--skip-bad"]):
+            argv = ["train", "--model", "mlp", "--dataset", f"folder:{root}", "--image-size", "28", "--channels",
+                    "1", "--steps", "1", "--batch-size", "2", "--quiet", "--out", str(ws / "run"), "--overwrite",
+                    "--g-hidden", "8", "--d-hidden", "8", *extra]
+            rc, out, err = _run(argv)
+            _check_outcome(argv, rc, err)
+            assert rc in (0, 2), err
+            assert not gs_called.exists(), f"Ghostscript ran on the folder {items!r}"
+            if rc == 0 and extra:
+                from scratchgan import data
+                ds = data.image_folder(root, channels=1, image_size=28, skip_bad=True)
+                assert len(ds) == good, (items, len(ds), good)
+    finally:
+        monkeypatch.chdir(sandbox)
+        shutil.rmtree(ws, ignore_errors=True)

@@ -391,12 +391,19 @@ def test_a_damaged_cache_header_is_rebuilt_not_a_memory_error(tmp_path, private_
     root = pics(tmp_path / "pics", n=4)
     image_folder(root, channels=3, image_size=28)
     npy = next(private_cache.glob("*.npy"))
-    data = bytearray(npy.read_bytes())
-    start = data.index(b"(")
-    data[start:start + 2] = b"(9"            # the shape now claims 9... images
-    npy.write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match="damaged"):
-        ds = image_folder(root, channels=3, image_size=28)
+    data = npy.read_bytes()
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((4, 3, 28, 28), np.uint8))
+    header["shape"] = (10**12, 3, 28, 28)    # the header now claims 2.4 PB of images
+    with open(npy, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(data[128:])
+    holder = {}
+
+    def load():
+        with pytest.warns(UserWarning, match="damaged"):
+            holder["ds"] = image_folder(root, channels=3, image_size=28)
+    assert _peak_mb(load) < 50
+    ds = holder["ds"]
     assert len(ds) == 4 and not ds.from_cache
     assert len(image_folder(root, channels=3, image_size=28)) == 4   # and the rebuilt cache serves
 
