@@ -29,7 +29,7 @@ import numpy as np
 
 from . import backend
 from .atomic import atomic_write_bytes
-from .safeio import UnsafeFileError, read_bytes
+from .safeio import UnsafeFileError, npz_members, read_bytes
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_meta", "check_meta", "arrays_path", "latest_checkpoint",
            "list_checkpoints", "parameter_bound", "remove_checkpoint", "CheckpointError", "CHECKPOINT_NAME",
@@ -140,6 +140,8 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         raise CheckpointError(f"{npz_path}: checksum mismatch (expected {meta['npz_sha256']}, got {digest}); "
                               "the file is truncated or corrupted")
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            npz_members(zf)          # every header against its member's size, before anything is allocated
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (ValueError, OSError, EOFError, MemoryError, zipfile.BadZipFile, NotImplementedError) as exc:

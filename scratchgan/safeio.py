@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["UnsafeFileError", "MAX_IMAGE_PIXELS", "PICTURE_FORMATS", "RUN_IMAGE_FORMATS", "check_regular",
-           "open_regular", "read_bytes", "open_image", "read_npy", "npy_header", "append_text", "refuse_link"]
+           "open_regular", "read_bytes", "open_image", "read_npy", "npy_header", "npz_members", "append_text", "refuse_link"]
 
 MAX_IMAGE_PIXELS = 1 << 25          # 33.5 million pixels (e.g. 8192 x 4096): about 100 MB decoded as RGB
 PICTURE_FORMATS = ("PNG", "JPEG")   # a user's pictures
 RUN_IMAGE_FORMATS = ("PNG",)        # what scratchgan writes into a run folder and reads back
+MAX_INFLATION = 1100                # deflate expands at most ~1032x: a zip member claiming more lies
 
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -145,6 +146,27 @@ def npy_header(f, available: int | None = None, what: str = "", path="") -> tupl
             raise _refuse(path, what, f"its header claims {shape} {dtype} ({claimed:,} bytes of data) but the "
                                       f"file holds {held:,}")
     return shape, fortran, dtype
+
+
+def npz_members(zf, what: str = "", path="") -> list:
+    """[(member name without .npy, shape, dtype)] of an open ``zipfile.ZipFile`` holding .npy arrays,
+    each header checked against the member's size in the archive, and each size against what
+    deflate can make of its compressed bytes (at most ~1032x): an archive cannot claim more than it
+    holds. UnsafeFileError otherwise; ValueError for a malformed header."""
+    members = []
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+            raise _refuse(path, what, f"member {info.filename!r} is not a .npy array")
+        if info.file_size > MAX_INFLATION * max(info.compress_size, 1):
+            raise _refuse(path, what, f"member {info.filename!r} claims {info.file_size:,} bytes from "
+                                      f"{info.compress_size:,} compressed, more than deflate can make")
+        with zf.open(info) as f:   # zipfile stops at file_size: the header must account for exactly that
+            try:
+                shape, _, dtype = npy_header(f, available=info.file_size)
+            except UnsafeFileError as exc:
+                raise _refuse(path, what, f"member {info.filename!r}: {exc.reason}") from None
+        members.append((info.filename[:-4], shape, dtype))
+    return members
 
 
 def read_npy(path, what: str = "") -> np.ndarray:

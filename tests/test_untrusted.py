@@ -468,3 +468,38 @@ def test_a_relative_folder_is_recorded_absolute_and_changes_are_reported(tmp_pat
     png(first / "shapes" / "new.png", noise((16, 16, 3), 99))
     rc, _, err = run_cli(capsys, "train", "--resume", "--steps", "4", "--out", out, "--quiet")
     assert rc == 0 and "has changed since the run started: it held 10 files" in err and "now 11 files" in err
+
+
+def test_a_checkpoint_member_lying_about_its_size_is_refused_before_allocating(run):
+    """The checksum in the .json only says the .npz is the one the .json names: both may be crafted."""
+    import hashlib
+    import io
+    import zipfile
+    meta_path = latest_checkpoint(run / "checkpoints")
+    meta = json.loads(meta_path.read_text())
+    old_npz = meta_path.parent / meta["npz_file"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(old_npz) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.startswith("G."):
+                header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32))
+                header["shape"] = (10**11,)
+                head = io.BytesIO()
+                np.lib.format.write_array_header_1_0(head, header)
+                data = head.getvalue() + b"\0" * 4096
+            dst.writestr(info.filename, data)
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    old_npz.unlink()
+    (meta_path.parent / f"{meta_path.stem}-{digest[:12]}.npz").write_bytes(data)
+    meta.update(npz_sha256=digest, npz_file=f"{meta_path.stem}-{digest[:12]}.npz")
+    meta_path.write_text(json.dumps(meta))
+    holder = {}
+
+    def load():
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(meta_path)
+        holder["msg"] = str(err.value)
+    assert _peak_mb(load) < 50
+    assert "its header claims (100000000000,)" in holder["msg"]

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_bytes, default_file_mode
-from ..safeio import MAX_IMAGE_PIXELS, PICTURE_FORMATS, UnsafeFileError, npy_header, open_image, open_regular, read_bytes
+from ..safeio import (MAX_IMAGE_PIXELS, PICTURE_FORMATS, UnsafeFileError, npy_header, npz_members, open_image,
+                      open_regular, read_bytes)
 from .datasets import Dataset, cache_dir
 from .idx import DataError
 
@@ -43,7 +44,6 @@ _CHUNK = 1024              # at most this many images of an array stack converte
 _CHUNK_BYTES = 16 << 20    # ... and at most about this many bytes of them
 _RELEASE_BYTES = 16 << 20  # written cache pages dropped from this process every this many bytes
 _HASH_CHUNK = 8 << 20
-_MAX_INFLATION = 1100      # deflate expands at most ~1032x: a member claiming more lies about its size
 _MODE = {1: "L", 3: "RGB"}
 
 
@@ -152,15 +152,7 @@ def _plan_array(entry: _Entry) -> None:
                 members.append((None, shape, dtype))
             else:
                 with zipfile.ZipFile(raw) as zf:
-                    for info in zf.infolist():
-                        if not info.filename.endswith(".npy"):
-                            raise _BadFile(f"member {info.filename!r} is not a .npy array")
-                        if info.file_size > _MAX_INFLATION * max(info.compress_size, 1):
-                            raise _BadFile(f"member {info.filename!r} claims {info.file_size:,} bytes from "
-                                           f"{info.compress_size:,} compressed, more than deflate can make")
-                        with zf.open(info) as f:   # zipfile stops at file_size: the header must match it
-                            shape, _, dtype = npy_header(f, available=info.file_size)
-                        members.append((info.filename[:-4], shape, dtype))
+                    members.extend(npz_members(zf))
     except _BadFile:
         raise
     except UnsafeFileError as exc:
