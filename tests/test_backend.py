@@ -19,7 +19,7 @@ from scratchgan import backend
 from scratchgan.backend import BackendError
 from scratchgan.gradcheck import gradcheck
 
-from conftest import HAS_GPU, requires_gpu
+from conftest import ON_STANDIN, env_without_cupy, requires_gpu
 
 
 def H(a):
@@ -46,14 +46,6 @@ def test_use_unknown_backend_names_the_choices():
     msg = str(info.value)
     assert "nonsense" in msg and "numpy" in msg and "cupy" in msg
     assert backend.name() == before
-
-
-@pytest.fixture
-def no_cupy(monkeypatch):
-    """Make `import cupy` fail and forget any cached CuPy module."""
-    monkeypatch.setitem(sys.modules, "cupy", None)
-    monkeypatch.setattr(backend, "_cupy", None)
-    backend.use("numpy")
 
 
 def test_use_cupy_without_cupy_raises_clear_error(no_cupy):
@@ -84,8 +76,8 @@ def test_use_cupy_without_gpu_raises_clear_error(monkeypatch, count):
     assert backend._cupy is None  # a failed import is not cached as a working CuPy
 
 
-def _import_in_subprocess(env_value):
-    env = {**os.environ, "SCRATCHGAN_BACKEND": env_value}
+def _import_in_subprocess(env_value, env=None):
+    env = {**(env or os.environ), "SCRATCHGAN_BACKEND": env_value}
     code = "import scratchgan.backend as b; print(b.name())"
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -96,8 +88,10 @@ def test_env_var_selects_backend_at_import():
     assert ok.returncode == 0 and ok.stdout.strip() == "numpy", ok.stderr
     bad = _import_in_subprocess("nonsense")
     assert bad.returncode != 0 and "BackendError" in bad.stderr and "nonsense" in bad.stderr
-    if not HAS_GPU:
-        nogpu = _import_in_subprocess("cupy")
+    on_cupy = _import_in_subprocess("cupy")    # the stand-in (on PYTHONPATH) or the real one
+    assert on_cupy.returncode == 0 and on_cupy.stdout.strip() == "cupy", on_cupy.stderr
+    if ON_STANDIN:                             # without the stand-in, no CuPy at all
+        nogpu = _import_in_subprocess("cupy", env_without_cupy())
         assert nogpu.returncode != 0 and "BackendError" in nogpu.stderr
 
 
