@@ -3,11 +3,16 @@ command line under SCRATCHGAN_BACKEND=cupy. Runs on the real CuPy where there is
 the strict stand-in everywhere else (conftest.py); the transfer counts are the stand-in's."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from scratchgan import backend, models
 from scratchgan.training import TrainConfig, Trainer
+
+from conftest import ON_STANDIN
 
 # A logged step reads 12 scalars from the device and copies nothing else: the step's 4 values
 # (d_loss, g_loss, d_real, d_fake) and the divergence guard's 8 sums (Trainer.check_health: for G
@@ -85,3 +90,102 @@ def test_a_new_epoch_copies_its_order_once(cupy_counts):
     steps = _per_step_counts(cupy_counts, trainer, 4)    # steps 2..5 of 3-step epochs: step 4 starts one
     assert [s["host_to_device"] for s in steps] == [0, 0, 1, 0]
     assert [s["scalar_reads"] for s in steps] == [0, 0, 0, 12]
+
+
+# ---------------------------------------------------------------------------- the command line
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+TINY = ["--batch-size", "8", "--dataset", "mnist-bundled", "--quiet", "--log-every", "4", "--sample-every", "8"]
+TINY_MLP = ["--model", "mlp", "--g-hidden", "16", "--d-hidden", "16", *TINY]
+
+# One child process, SCRATCHGAN_BACKEND=cupy (the stand-in reaches it through PYTHONPATH), runs
+# every command through cli.main, so that the interpreter starts once.
+_CHILD = """
+import json, sys
+import cupy
+from scratchgan import backend, cli
+assert backend.name() == "cupy", backend.name()
+for argv in json.loads(sys.argv[1]):
+    rc = cli.main(argv)
+    assert rc in (0, None), (argv, rc)
+    print("ok", argv[0], flush=True)
+print("standin" if getattr(cupy, "STANDIN", False) else "real cupy")
+"""
+
+
+def _rgb_folder(root, n=12):
+    """Two classes of small RGB PNGs."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / ("red" if i % 2 else "blue")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+def test_the_command_line_under_SCRATCHGAN_BACKEND_cupy_and_checkpoints_across_backends(tmp_path, capsys):
+    """train (mlp with --ema and --resume, cgan with --spectral-norm, dcgan with --loss wgan-gp on a
+    folder of RGB images), sample, interpolate, inpaint, evaluate (where the MNIST test set is
+    present), gradcheck and bench, all on CuPy; a run started on NumPy resumed on CuPy and one
+    written on CuPy resumed and loaded on NumPy."""
+    from scratchgan import cli
+    from scratchgan.checkpoint import latest_checkpoint, load_checkpoint
+    from scratchgan.training import load_run
+
+    t = tmp_path
+    assert cli.main(["train", *TINY_MLP, "--steps", "6", "--checkpoint-every", "6", "--out", str(t / "np2cp"),
+                     "--backend", "numpy"]) == 0                     # started on NumPy ...
+    np.save(t / "digits.npy", np.random.default_rng(1).uniform(0, 1, (3, 28, 28)).astype(np.float32))
+    commands = [
+        ["train", *TINY_MLP, "--steps", "20", "--ema", "0.9", "--out", str(t / "straight")],
+        ["train", *TINY_MLP, "--steps", "12", "--ema", "0.9", "--checkpoint-every", "4", "--out", str(t / "mlp")],
+        ["train", "--resume", "--steps", "20", "--out", str(t / "mlp")],
+        ["train", "--resume", "--steps", "10", "--out", str(t / "np2cp")],                # ... resumed on CuPy
+        ["train", "--model", "cgan", "--g-hidden", "16", "--d-hidden", "16", "--spectral-norm", "--steps", "12",
+         *TINY, "--out", str(t / "cgan")],
+        ["train", "--model", "dcgan", "--g-hidden", "4,3,2", "--d-hidden", "2,3,4", "--loss", "wgan-gp", "--k", "2",
+         "--steps", "4", *TINY, "--dataset", f"folder:{_rgb_folder(t / 'rgb')}", "--channels", "3",
+         "--image-size", "32", "--out", str(t / "dcgan")],
+        ["sample", str(t / "cgan"), "--n", "10", "--label", "3", "--out", str(t / "s.png")],
+        ["interpolate", str(t / "cgan"), "--mode", "classes", "--rows", "2", "--out", str(t / "i.png")],
+        ["interpolate", str(t / "dcgan"), "--mode", "slerp", "--rows", "2", "--steps", "3", "--out", str(t / "j.png")],
+        ["inpaint", str(t / "cgan"), "--images", str(t / "digits.npy"), "--steps", "4", "--restarts", "2",
+         "--out", str(t / "ip.png"), "--save-npy"],
+        ["gradcheck"],
+        ["bench", "--models", "mlp,dcgan", "--batch-sizes", "8", "--repeats", "1", "--json"],
+    ]
+    if (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
+        commands.append(["evaluate", str(t / "mlp"), "--n", "100", "--n-real", "100", "--quiet", "--json",
+                         "--data-dir", str(SHARED_MNIST)])
+    import json
+    import subprocess
+    import sys
+    env = dict(os.environ, SCRATCHGAN_BACKEND="cupy", MPLBACKEND="Agg")
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(commands)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert done.stdout.count("ok ") == len(commands)
+    assert done.stdout.strip().endswith("standin" if ON_STANDIN else "real cupy")
+    for png in ("s.png", "i.png", "j.png", "ip.png", "cgan/samples.png", "dcgan/monitor.png", "mlp/losses.png"):
+        assert (t / png).read_bytes().startswith(b"\x89PNG"), png
+    for run in ("mlp", "np2cp", "cgan", "dcgan"):
+        _, meta = load_checkpoint(latest_checkpoint(t / run / "checkpoints"))
+        assert meta["backend"] == "cupy", run
+    # a resumed CuPy run is the uninterrupted one (bit for bit on the stand-in)
+    a = load_checkpoint(latest_checkpoint(t / "straight" / "checkpoints"))[0]
+    b = load_checkpoint(latest_checkpoint(t / "mlp" / "checkpoints"))[0]
+    assert a.keys() == b.keys()
+    for k in a:
+        (np.testing.assert_array_equal if ON_STANDIN else np.testing.assert_allclose)(b[k], a[k], err_msg=k)
+    # written on CuPy: loads and resumes on NumPy, and gives NumPy's images for the same z
+    backend.use("numpy")
+    assert cli.main(["train", "--resume", "--steps", "24", "--out", str(t / "mlp"), "--backend", "numpy"]) == 0
+    assert load_checkpoint(latest_checkpoint(t / "mlp" / "checkpoints"))[1]["backend"] == "numpy"
+    gan, _ = load_run(t / "cgan")
+    z = np.random.default_rng(2).standard_normal((4, gan.latent_dim)).astype(np.float32)
+    on_cpu = gan.generate(z=z, labels=np.arange(4))
+    backend.use("cupy")
+    gan, _ = load_run(t / "cgan")
+    on_gpu = gan.generate(z=backend.asarray(z), labels=backend.asarray(np.arange(4)))
+    assert not isinstance(on_gpu, np.ndarray)
+    np.testing.assert_allclose(backend.to_numpy(on_gpu), on_cpu, rtol=1e-4, atol=1e-5)
