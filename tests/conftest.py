@@ -128,6 +128,15 @@ def cupy_counts():
     return cupy
 
 
+def pytest_collection_modifyitems(config, items):
+    """Mark every test of the CuPy path ``cupy``, so that ``pytest -m cupy`` runs exactly them."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (params.get("xp_backend") == "cupy" or item.get_closest_marker("gpu")
+                or Path(str(item.fspath)).name.startswith("test_cupy_")):
+            item.add_marker(pytest.mark.cupy)
+
+
 def pytest_report_header(config):
     return f"CuPy tests run on {CUPY_WHERE}"
 

@@ -530,6 +530,7 @@ def test_bench_distributed_splits_compute_and_allreduce(tmp_path):
 
 @needs_mpi
 @pytest.mark.slow
+@pytest.mark.cupy
 def test_two_ranks_on_cupy_equal_one_process_in_float64(tmp_path):
     """SCRATCHGAN_BACKEND=cupy under mpiexec (the stand-in reaches the ranks through PYTHONPATH
     where no GPU is): the all-reduce's host copies of device gradients, SyncBatchNorm's sums,
