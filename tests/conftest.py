@@ -66,6 +66,8 @@ def cupy_unavailable_reason():
         import cupy
     except Exception as exc:  # ImportError, or a broken CUDA install raising on import
         return f"CuPy is not importable ({type(exc).__name__}: {exc})"
+    if getattr(cupy, "STANDIN", False):      # a parent process put the stand-in on PYTHONPATH
+        return "the stand-in is on PYTHONPATH"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
@@ -80,7 +82,8 @@ def _use_standin():
     for name in [m for m in sys.modules if m == "cupy" or m.startswith("cupy.")]:
         del sys.modules[name]
     sys.path.insert(0, str(STANDIN_DIR))
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(STANDIN_DIR), os.environ.get("PYTHONPATH")]))
+    if str(STANDIN_DIR) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(STANDIN_DIR), os.environ.get("PYTHONPATH")]))
     import cupy
     assert getattr(cupy, "STANDIN", False), cupy.__file__
 

@@ -189,3 +189,27 @@ def test_the_command_line_under_SCRATCHGAN_BACKEND_cupy_and_checkpoints_across_b
     on_gpu = gan.generate(z=backend.asarray(z), labels=backend.asarray(np.arange(4)))
     assert not isinstance(on_gpu, np.ndarray)
     np.testing.assert_allclose(backend.to_numpy(on_gpu), on_cpu, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- the GPU script
+def test_the_gpu_check_script_runs_in_its_tiny_mode():
+    """examples/gpu_check.py --tiny: every part (tests, equality of the default models, training,
+    bench on both backends) and its one table, here on the stand-in (or the GPU)."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    done = subprocess.run([sys.executable, str(root / "examples" / "gpu_check.py"), "--tiny"], env=env,
+                          capture_output=True, text=True, timeout=600, cwd=root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| part | model | batch | NumPy | CuPy |")
+    body = table[2:]
+    assert all(line.endswith("| ok |") for line in body), done.stdout
+    parts = [line.split(" | ")[0][2:] for line in body]
+    assert parts[0].startswith("tests: pytest -m cupy") and "passed" in body[0]
+    for kind in ("mlp", "cgan", "dcgan"):
+        assert any(p.startswith("CuPy == NumPy") and f"| {kind} |" in line for p, line in zip(parts, body)), kind
+        assert any(p.startswith("train") and f"| {kind} |" in line for p, line in zip(parts, body)), kind
+        assert sum(p.startswith("bench: training step") and f"| {kind} |" in line for p, line in zip(parts, body)) == 2
+    assert ("stand-in" in done.stdout.splitlines()[0]) == ON_STANDIN, done.stdout   # the header says where it ran
