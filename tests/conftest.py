@@ -9,7 +9,7 @@ Backends
 * ``xp_backend``: a fixture parametrised over ["numpy", "cupy"] that selects the
   backend for one test and restores the default afterwards.
 * "cupy" is the real CuPy where it imports and sees a CUDA device; everywhere else it is the
-  strict NumPy-backed stand-in in tests/cupy_standin (docs/reliability.md), put first on
+  strict NumPy-backed stand-in in tests/cupy_standin (docs/architecture.md), put first on
   sys.path and on PYTHONPATH (so subprocesses, the CLI and mpiexec ranks get it too). The
   session's header and summary say which one ran. SCRATCHGAN_TEST_CUPY=standin forces the
   stand-in even where a GPU is present.

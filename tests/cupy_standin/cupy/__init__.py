@@ -4,7 +4,7 @@ Test code only: tests/conftest.py puts ``tests/cupy_standin`` first on ``sys.pat
 PYTHONPATH for subprocesses) when the real CuPy with a GPU is not there. It is never installed.
 
 Its arrays (``cupy.ndarray``) are their own type, holding a NumPy array, and follow CuPy's rules
-where CuPy is strict (docs/reliability.md, "The CuPy path without a GPU"):
+where CuPy is strict (docs/architecture.md, "The CuPy path without a GPU"):
 
 * No implicit conversion to NumPy: ``np.asarray(d)``, ``d.__array__()``, any NumPy function or
   ufunc given a device array (``np.exp(d)``, ``np.sum(d)``), a device array inside a NumPy
