@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 STANDIN = ROOT / "tests" / "cupy_standin"
 MODELS = ("mlp", "cgan", "dcgan")
-FULL = dict(pytest=["-m", "cupy", "tests"], pytest_timeout=330, equality_batch=64, train_steps=300,
+FULL = dict(pytest=["-m", "cupy", "-k", "not gpu_check", "tests"], pytest_timeout=330, equality_batch=64, train_steps=300,
             train_timeout=90, bench_batches="64,256", bench_repeats=3, bench_timeout=150)
 TINY = dict(pytest=["-m", "cupy", "tests/test_backend.py", "-k", "dense or penalty"], pytest_timeout=300,
             equality_batch=8, train_steps=3, train_timeout=300, bench_batches="8,16", bench_repeats=1,
