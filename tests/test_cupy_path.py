@@ -23,10 +23,14 @@ QUIET_STEP = {"host_to_device": 0, "device_to_host": 0, "scalar_reads": 0}
 
 TINY_DCGAN = dict(latent_dim=8, g_channels=(6, 4, 3), d_channels=(3, 4))
 STEP_CASES = {
-    "mlp, ema, instance noise, linear decay": ("mlp", dict(g_hidden=(16,), d_hidden=(16,)),
-                                               dict(ema=0.9, instance_noise=0.1, lr_decay="linear")),
+    "mlp, dropout, minibatch std, ema, instance noise, linear decay": (
+        "mlp", dict(g_hidden=(16,), d_hidden=(16,), dropout=0.3, minibatch_std=True, activation="leaky_relu"),
+        dict(ema=0.9, instance_noise=0.1, lr_decay="linear")),
     "cgan (fake labels drawn on the device)": ("cgan", dict(g_hidden=(16,), d_hidden=(16,)), {}),
+    "cgan, projection D, lsgan": ("cgan", dict(g_hidden=(16,), d_hidden=(16,), projection=True), dict(loss="lsgan")),
     "dcgan, spectral norm, hinge": ("dcgan", dict(TINY_DCGAN, spectral_norm=True), dict(loss="hinge")),
+    "dcgan, nearest upsampling, label smoothing": ("dcgan", dict(TINY_DCGAN, upsample="nearest"),
+                                                   dict(label_smoothing=0.1)),
     "mlp, wgan with clipping": ("mlp", dict(g_hidden=(16,), d_hidden=(16,)), dict(loss="wgan", k=2)),
 }
 
