@@ -377,6 +377,7 @@ def test_gradcheck_on_cupy_float64(name):
 def test_to_cupy_and_back_round_trip_and_mixing_is_an_error():
     import cupy as cp
 
+    backend.use("numpy")     # built on the host (also under SCRATCHGAN_BACKEND=cupy), then moved
     m = sg.Sequential(sg.Dense(3, 4, rng=0), sg.BatchNorm1d(4), sg.Dropout(0.5))
     m.forward(rng(0).standard_normal((5, 3)).astype(np.float32))
     before = {k: H(v).copy() for k, v in m.state_dict().items()}
