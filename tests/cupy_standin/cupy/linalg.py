@@ -4,4 +4,3 @@ import numpy as _np
 from . import _function
 
 norm = _function(_np.linalg.norm)
-svd = _function(_np.linalg.svd)
