@@ -222,6 +222,7 @@ class Trainer:
                              f"got [{labels.min()}, {labels.max()}]")
         # Fake labels are drawn from the classes present (e.g. only 2s after --classes 2).
         self.label_set = np.unique(labels) if gan.conditional else None
+        self._label_set_on_device = self.xp.asarray(self.label_set) if gan.conditional else None  # copied once
         self.labels = backend.asarray(labels)
         if self.n < config.batch_size:
             raise ValueError(f"batch size {config.batch_size} is larger than the data set ({self.n} images)")
@@ -296,7 +297,7 @@ class Trainer:
         z = self.gan.sample_noise(n, rng)
         if not self.gan.conditional:
             return z[self.rows], None
-        label_set = self.xp.asarray(self.label_set)
+        label_set = self._label_set_on_device
         return z[self.rows], label_set[rng.integers(0, len(label_set), size=n)][self.rows]
 
     def _instance_noise(self, shape):

@@ -18,8 +18,9 @@ import scratchgan as sg
 from scratchgan import backend
 from scratchgan.backend import BackendError
 from scratchgan.gradcheck import gradcheck
+from scratchgan.layers.base import double_backward_layers
 
-from conftest import HAS_GPU, requires_gpu
+from conftest import ON_STANDIN, env_without_cupy, requires_gpu
 
 
 def H(a):
@@ -46,14 +47,6 @@ def test_use_unknown_backend_names_the_choices():
     msg = str(info.value)
     assert "nonsense" in msg and "numpy" in msg and "cupy" in msg
     assert backend.name() == before
-
-
-@pytest.fixture
-def no_cupy(monkeypatch):
-    """Make `import cupy` fail and forget any cached CuPy module."""
-    monkeypatch.setitem(sys.modules, "cupy", None)
-    monkeypatch.setattr(backend, "_cupy", None)
-    backend.use("numpy")
 
 
 def test_use_cupy_without_cupy_raises_clear_error(no_cupy):
@@ -84,8 +77,8 @@ def test_use_cupy_without_gpu_raises_clear_error(monkeypatch, count):
     assert backend._cupy is None  # a failed import is not cached as a working CuPy
 
 
-def _import_in_subprocess(env_value):
-    env = {**os.environ, "SCRATCHGAN_BACKEND": env_value}
+def _import_in_subprocess(env_value, env=None):
+    env = {**(env or os.environ), "SCRATCHGAN_BACKEND": env_value}
     code = "import scratchgan.backend as b; print(b.name())"
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -96,8 +89,10 @@ def test_env_var_selects_backend_at_import():
     assert ok.returncode == 0 and ok.stdout.strip() == "numpy", ok.stderr
     bad = _import_in_subprocess("nonsense")
     assert bad.returncode != 0 and "BackendError" in bad.stderr and "nonsense" in bad.stderr
-    if not HAS_GPU:
-        nogpu = _import_in_subprocess("cupy")
+    on_cupy = _import_in_subprocess("cupy")    # the stand-in (on PYTHONPATH) or the real one
+    assert on_cupy.returncode == 0 and on_cupy.stdout.strip() == "cupy", on_cupy.stderr
+    if ON_STANDIN:                             # without the stand-in, no CuPy at all
+        nogpu = _import_in_subprocess("cupy", env_without_cupy())
         assert nogpu.returncode != 0 and "BackendError" in nogpu.stderr
 
 
@@ -200,10 +195,18 @@ def test_module_to_numpy_keeps_values():
 
 
 # ---------------------------------------------------------------------------- GPU: CuPy == NumPy
+# Every layer of the library, on both backends (real CuPy on a GPU, else the stand-in): forward,
+# backward (input and parameter gradients, buffers) and, where the layer has one, double backward
+# agree to float32 rounding. test_every_layer_has_an_equality_case keeps the table complete.
+def _phi():
+    return sg.Sequential(sg.Dense(5, 4, rng=0), sg.LeakyReLU(0.2))
+
+
 GPU_LAYERS = {
     "dense": (lambda: sg.Dense(5, 4, rng=0), (6, 5)),
     "dense_nobias": (lambda: sg.Dense(5, 4, bias=False, rng=0), (6, 5)),
     "conv2d": (lambda: sg.Conv2D(3, 4, 3, stride=2, padding=1, rng=0), (2, 3, 7, 6)),
+    "conv2d_s1": (lambda: sg.Conv2D(2, 3, 3, padding=1, rng=0), (2, 2, 5, 5)),
     "convT": (lambda: sg.ConvTranspose2D(3, 2, 4, stride=2, padding=1, output_padding=1, rng=0), (2, 3, 3, 4)),
     "convT_fourier": (lambda: sg.ConvTranspose2D(3, 2, 5, padding=2, algorithm="fourier", rng=0), (2, 3, 4, 5)),
     "convT_fourier_s2": (lambda: sg.ConvTranspose2D(3, 2, 5, stride=2, padding=2, output_padding=1,
@@ -211,6 +214,9 @@ GPU_LAYERS = {
     "bn1d": (lambda: sg.BatchNorm1d(4), (6, 4)),
     "bn1d_eval": (lambda: sg.BatchNorm1d(4).eval(), (6, 4)),
     "bn2d": (lambda: sg.BatchNorm2d(3, affine=False), (2, 3, 4, 4)),
+    "bn2d_affine": (lambda: sg.BatchNorm2d(3), (2, 3, 4, 4)),
+    "layernorm": (lambda: sg.LayerNorm((3, 4, 4)), (2, 3, 4, 4)),
+    "layernorm_1d": (lambda: sg.LayerNorm(5, elementwise_affine=False), (4, 5)),
     "relu": (lambda: sg.ReLU(), (4, 5)),
     "leaky": (lambda: sg.LeakyReLU(0.2), (4, 5)),
     "sigmoid": (lambda: sg.Sigmoid(), (4, 5)),
@@ -219,11 +225,52 @@ GPU_LAYERS = {
     "reshape": (lambda: sg.Reshape(5, 1, 1), (4, 5)),
     "flatten": (lambda: sg.Flatten(), (2, 3, 2, 2)),
     "upsample": (lambda: sg.Upsample2D(2), (2, 3, 2, 3)),
+    "maxpool": (lambda: sg.MaxPool2D(2), (2, 3, 4, 6)),
+    "avgpool": (lambda: sg.AvgPool2D(3, stride=2), (2, 3, 7, 5)),
+    "minibatch_std": (lambda: sg.MinibatchStd(), (4, 6)),
+    "spectral_dense": (lambda: sg.spectral_norm(sg.Dense(5, 4, rng=0)), (6, 5)),
+    "spectral_conv": (lambda: sg.spectral_norm(sg.Conv2D(3, 4, 3, stride=2, padding=1, rng=0), seed=1), (2, 3, 6, 6)),
+    "projection": (lambda: sg.Projection(_phi(), 4, 3, rng=1), "projection"),
     "chain": (lambda: sg.Sequential(sg.Dense(6, 2 * 3 * 3, rng=0), sg.Reshape(2, 3, 3), sg.BatchNorm2d(2), sg.ReLU(),
                                     sg.ConvTranspose2D(2, 3, 4, stride=2, padding=1, rng=1), sg.Tanh(),
                                     sg.Conv2D(3, 2, 3, stride=2, padding=1, rng=2), sg.LeakyReLU(0.2),
                                     sg.Flatten(), sg.Dense(2 * 3 * 3, 1, rng=3)), (4, 6)),
+    "critic": (lambda: sg.Sequential(sg.spectral_norm(sg.Conv2D(2, 3, 3, stride=2, padding=1, rng=0)),
+                                     sg.LeakyReLU(0.2), sg.Flatten(), sg.LayerNorm(12), sg.ReLU(),
+                                     sg.Dense(12, 1, rng=1)), (3, 2, 4, 4)),
 }
+# The single layers with a double backward (a Sequential's is driven layer by layer by GradientPenalty:
+# test_cupy_gradient_penalty_matches_numpy).
+DOUBLE_BACKWARD = sorted(name for name, (make, _) in GPU_LAYERS.items()
+                         if type(make()).__name__ in double_backward_layers())
+
+
+def _input(shape, seed=1):
+    if shape == "projection":    # [x (5 features), one-hot label of 3 classes]
+        x = rng(seed).standard_normal((6, 5)).astype(np.float32)
+        return np.concatenate([x, np.eye(3, dtype=np.float32)[[0, 2, 1, 1, 0, 2]]], axis=1)
+    x = rng(seed).standard_normal(shape).astype(np.float32)
+    return np.where(np.abs(x) < 1e-2, np.float32(0.5), x)     # away from ReLU's kink: the same branch on both
+
+
+def _close(a, b, what, rtol=1e-4, atol=1e-5):
+    np.testing.assert_allclose(H(a), H(b), rtol=rtol, atol=atol, err_msg=what)
+
+
+def _on_both(name):
+    make, shape = GPU_LAYERS[name]
+    backend.use("numpy")
+    cpu = make()
+    gpu = cpu.copy().to("cupy")
+    return cpu, gpu, _input(shape)
+
+
+def test_every_layer_has_an_equality_case():
+    covered = {type(m).__name__ for make, _ in GPU_LAYERS.values() for _, m in make().named_modules()}
+    layers = {n for n in sg.layers.__all__ if isinstance(getattr(sg.layers, n), type)
+              and issubclass(getattr(sg.layers, n), sg.Module) and n != "Module"}
+    assert layers - covered == {"Dropout"} - covered, f"layers with no CuPy == NumPy case: {sorted(layers - covered)}"
+    assert "Dropout" in covered     # in eval mode; train mode draws CuPy's own stream (test below)
 
 
 @requires_gpu
@@ -232,25 +279,65 @@ GPU_LAYERS = {
 def test_cupy_matches_numpy(name):
     import cupy as cp
 
-    make, shape = GPU_LAYERS[name]
-    backend.use("numpy")
-    cpu = make()
-    gpu = cpu.copy().to("cupy")
-    x = rng(1).standard_normal(shape).astype(np.float32)
+    cpu, gpu, x = _on_both(name)
     y_c, cache_c = cpu.forward(x)
     y_g, cache_g = gpu.forward(cp.asarray(x))
     assert isinstance(y_g, cp.ndarray) and y_g.dtype == np.float32
-    np.testing.assert_allclose(H(y_g), y_c, rtol=1e-4, atol=1e-5)
+    _close(y_g, y_c, "forward")
     dy = rng(2).standard_normal(y_c.shape).astype(np.float32)
     dx_c = cpu.backward(dy, cache_c)
     dx_g = gpu.backward(cp.asarray(dy), cache_g)
     assert isinstance(dx_g, cp.ndarray) and dx_g.dtype == np.float32
-    np.testing.assert_allclose(H(dx_g), dx_c, rtol=1e-4, atol=1e-5)
+    _close(dx_g, dx_c, "dX")
     for (k, _, g_c), (_, p_g, g_g) in zip(cpu.named_parameters(), gpu.named_parameters()):
         assert isinstance(p_g, cp.ndarray) and isinstance(g_g, cp.ndarray), k
-        np.testing.assert_allclose(H(g_g), g_c, rtol=1e-4, atol=1e-5, err_msg=k)
+        _close(g_g, g_c, k)
     for (k, b_c), (_, b_g) in zip(cpu.named_buffers(), gpu.named_buffers()):
-        np.testing.assert_allclose(H(b_g), H(b_c), rtol=1e-5, atol=1e-6, err_msg=k)
+        _close(b_g, b_c, k, rtol=1e-5, atol=1e-6)
+
+
+@requires_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", DOUBLE_BACKWARD)
+def test_cupy_double_backward_matches_numpy(name):
+    """The gradient penalty's second pass (docs/double-backward.md): ddY, ddX and the parameter
+    gradients it accumulates, on both backends."""
+    import cupy as cp
+
+    cpu, gpu, x = _on_both(name)
+    y_c, cache_c = cpu.forward(x)
+    y_g, cache_g = gpu.forward(cp.asarray(x))
+    dy = rng(2).standard_normal(y_c.shape).astype(np.float32)
+    ddx = rng(3).standard_normal(x.shape).astype(np.float32)
+    dd_c = cpu.double_backward(ddx, dy, cache_c)
+    dd_g = gpu.double_backward(cp.asarray(ddx), cp.asarray(dy), cache_g)
+    for what, a_c, a_g in zip(("ddY", "ddX"), dd_c, dd_g):
+        assert (a_c is None) == (a_g is None), what
+        if a_c is not None:
+            assert isinstance(a_g, cp.ndarray) and a_g.dtype == np.float32, what
+            _close(a_g, a_c, what)
+    for (k, _, g_c), (_, _, g_g) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        _close(g_g, g_c, k)
+
+
+@requires_gpu
+@pytest.mark.gpu
+def test_cupy_gradient_penalty_matches_numpy():
+    """WGAN-GP's whole penalty through a critic of spectral-norm conv, LayerNorm and dense layers:
+    its value and the critic's parameter gradients, on both backends."""
+    import cupy as cp
+    from scratchgan.penalty import GradientPenalty
+
+    cpu, gpu, x = _on_both("critic")
+    p_c, p_g = GradientPenalty(cpu), GradientPenalty(gpu)
+    v_c, cache_c = p_c.forward(x)
+    v_g, cache_g = p_g.forward(cp.asarray(x))
+    assert isinstance(v_g, cp.ndarray)
+    _close(v_g, v_c, "penalty", rtol=1e-4, atol=1e-6)
+    p_c.backward(np.ones_like(v_c), cache_c)
+    p_g.backward(cp.ones_like(v_g), cache_g)
+    for (k, _, g_c), (_, _, g_g) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        _close(g_g, g_c, k)
 
 
 @requires_gpu
@@ -290,6 +377,7 @@ def test_gradcheck_on_cupy_float64(name):
 def test_to_cupy_and_back_round_trip_and_mixing_is_an_error():
     import cupy as cp
 
+    backend.use("numpy")     # built on the host (also under SCRATCHGAN_BACKEND=cupy), then moved
     m = sg.Sequential(sg.Dense(3, 4, rng=0), sg.BatchNorm1d(4), sg.Dropout(0.5))
     m.forward(rng(0).standard_normal((5, 3)).astype(np.float32))
     before = {k: H(v).copy() for k, v in m.state_dict().items()}

@@ -526,3 +526,20 @@ def test_bench_distributed_splits_compute_and_allreduce(tmp_path):
         gan = build(row["model"])
         grads = (gan.G.num_parameters() + gan.D.num_parameters()) * 4
         assert grads <= row["bytes_per_step"] <= grads * 1.05
+
+
+@needs_mpi
+@pytest.mark.slow
+@pytest.mark.cupy
+def test_two_ranks_on_cupy_equal_one_process_in_float64(tmp_path):
+    """SCRATCHGAN_BACKEND=cupy under mpiexec (the stand-in reaches the ranks through PYTHONPATH
+    where no GPU is): the all-reduce's host copies of device gradients, SyncBatchNorm's sums,
+    Dropout's rows of the global mask and the ranks' rows of CuPy's noise make the step of the
+    whole batch, as on NumPy."""
+    flags = ["--model", "mlp", "--dtype", "float64", *SMALL, "--backend", "cupy"]
+    _train(1, tmp_path / "one", *flags)
+    _train(2, tmp_path / "two", *flags)
+    one, meta = _arrays(tmp_path / "one")
+    two, meta2 = _arrays(tmp_path / "two")
+    assert meta["backend"] == meta2["backend"] == "cupy" and meta2["step"] == 10
+    assert _worst_relative(one, two) <= 1e-10

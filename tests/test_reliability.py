@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import env_without_cupy
 from scratchgan import cli
 from scratchgan.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, read_meta, remove_checkpoint,
                                    save_checkpoint)
@@ -375,13 +376,9 @@ def test_resume_with_missing_or_invalid_config_json(run, capsys):
 # ---------------------------------------------------------------------------- environment
 @pytest.mark.parametrize("value", ["cupy", "bogus"])
 def test_a_bad_backend_variable_does_not_break_help_and_is_one_error_line(value):
-    try:
-        import cupy  # noqa: F401
-        if value == "cupy":
-            pytest.skip("CuPy is installed: SCRATCHGAN_BACKEND=cupy is valid here")
-    except ImportError:
-        pass
-    env = dict(os.environ, SCRATCHGAN_BACKEND=value, MPLBACKEND="Agg")
+    env = dict(env_without_cupy(), SCRATCHGAN_BACKEND=value, MPLBACKEND="Agg")   # no stand-in in the child
+    if value == "cupy" and subprocess.run([sys.executable, "-c", "import cupy"], env=env).returncode == 0:
+        pytest.skip("the real CuPy is installed: SCRATCHGAN_BACKEND=cupy is valid here")
     ok = subprocess.run([sys.executable, "-m", "scratchgan", "--help"], env=env, capture_output=True, text=True,
                         timeout=120)
     assert ok.returncode == 0 and ok.stdout.startswith("usage: scratchgan"), ok.stderr

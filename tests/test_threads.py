@@ -56,6 +56,7 @@ def test_train_leaves_a_busy_core_alone_unless_blas_threads_are_set(restore_thre
     for name in cli._BLAS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("SCRATCHGAN_THREADS", raising=False)
+    backend.use("numpy")       # the BLAS threads are the CPU backend's (also under SCRATCHGAN_BACKEND=cupy)
     backend.set_threads(cores)
     with busy_core(max(os.sched_getaffinity(0))):
         assert cli.main(["train", "--steps", "1", "--out", str(tmp_path / "a"), "--quiet"]) == cli.EXIT_OK

@@ -28,7 +28,9 @@ __all__ = ["SpectralNorm", "spectral_norm"]
 
 
 def _normalise(a, eps):
-    return a / max(float((a * a).sum()) ** 0.5, eps)
+    """a / max(||a||, eps), computed where ``a`` lives: no device-to-host read in a training step."""
+    xp = backend.array_module(a)
+    return a / xp.maximum(xp.sqrt((a * a).sum()), eps)
 
 
 class SpectralNorm(Module):
