@@ -94,6 +94,20 @@ class MonitorGrid:
     paths: list = field(default_factory=list)
 
 
+def shown(text) -> str:
+    """A file or class name as plain text that encodes to UTF-8: the bytes of a name that are not
+    UTF-8 (which Python carries as surrogate escapes, os.fsdecode) are written \\xNN, as Python
+    prints bytes; any other lone surrogate as \\udNNN. A UTF-8 name is returned unchanged. For
+    text only: links use the name's bytes percent-encoded, and JSON keeps the surrogate escapes
+    (json.dumps writes them as \\udcNN, which json.loads reads back to the same name)."""
+    text = str(text)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def _names(labels, class_names, what):
     if labels is None:
         return None
@@ -104,7 +118,7 @@ def _names(labels, class_names, what):
         if not 0 <= label < len(class_names):
             raise ValueError(f"monitor_grid: {what} holds label {label}, but class_names has {len(class_names)} names "
                              f"(labels 0..{len(class_names) - 1})")
-    return [str(class_names[label]) for label in labels]
+    return [shown(class_names[label]) for label in labels]
 
 
 def _check_images(images, what):
@@ -231,7 +245,8 @@ def _draw(real, fake, texts, frames, names, right, title) -> bytes:
                     fontsize=8, color="black")
             if names[b] is not None:
                 ax.text(x0 + 1, y0 + 1, names[b][i], ha="left", va="top", fontsize=8, color="white",
-                        bbox=dict(facecolor="black", alpha=0.65, pad=1.0, linewidth=0))
+                        bbox=dict(facecolor="black", alpha=0.65, pad=1.0, linewidth=0),
+                        usetex=False, parse_math=False)    # a class name is data: "$x$" is not TeX
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
@@ -347,11 +362,11 @@ def _read_json(path: Path):
 
 
 def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(shown(value), quote=True)
 
 
 def _href(rel: str) -> str:
-    return _e(quote(rel))
+    return _e(quote(rel.encode("utf-8", "surrogateescape")))
 
 
 def _value(v) -> str:
