@@ -162,6 +162,9 @@ def _names(choices):
     return parse
 
 
+_threads = _integer(1, 1024)   # --threads and $SCRATCHGAN_THREADS
+
+
 # --------------------------------------------------------------------------- helpers
 # Set by the user, these fix the BLAS library's threads before NumPy loads it; scratchgan then leaves them.
 _BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
@@ -182,9 +185,10 @@ def _use_backend(args, comm=None, heavy=False):
     n = getattr(args, "threads", None)
     if n is None and os.environ.get("SCRATCHGAN_THREADS"):
         text = os.environ["SCRATCHGAN_THREADS"]
-        if not text.isdigit() or int(text) < 1:
-            raise UsageError(f"SCRATCHGAN_THREADS={text!r}: expected an integer >= 1")
-        n = int(text)
+        try:
+            n = _threads(text.strip())        # the range of --threads
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"SCRATCHGAN_THREADS: {exc}") from None
     if n is None and comm is not None and comm.size > 1:
         n = max(1, backend.available_cores() // comm.local_size())
     if n is None and heavy and backend.name() == "numpy" and not any(os.environ.get(v) for v in _BLAS_VARIABLES):
@@ -731,7 +735,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_backend(p):
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
                    help="array backend (default: $SCRATCHGAN_BACKEND, else numpy)")
-    p.add_argument("--threads", type=_integer(1, 1024), default=None,
+    p.add_argument("--threads", type=_threads, default=None,
                    help="threads for the CPU's matrix products (default: $SCRATCHGAN_THREADS; else train, bench, "
                         "evaluate and inpaint use the cores other processes leave idle, the other commands the "
                         "BLAS library's choice; under mpiexec the machine's cores divided among its ranks)")
