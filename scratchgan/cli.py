@@ -745,6 +745,7 @@ def build_parser():
     from . import __version__
     from .losses import LOSSES
     from .inpaint import MASK_KINDS
+    from .training import MAX_EPOCHS
     d = TRAIN_DEFAULTS
     p = _Parser(prog="scratchgan", description=__doc__.split("\n")[0],
                 epilog="exit codes: 0 done, 1 the work failed, 2 usage or input error, 130/143 stopped by "
@@ -776,8 +777,9 @@ def build_parser():
                        f"{k} {v['train']['steps']}" for k, v in RECIPES.items()) + ")")
     t.add_argument("--max-time", type=_number(0, lo_open=True), default=None,
                    help="stop after this many seconds of training, save, and exit 0 (default: off)")
-    t.add_argument("--epochs", type=_number(0, lo_open=True), default=None,
-                   help="train for this many passes over the data instead of --steps (default: off)")
+    t.add_argument("--epochs", type=_number(0, MAX_EPOCHS, lo_open=True), default=None,
+                   help=f"train for this many passes over the data, at most {MAX_EPOCHS:,.0f}, instead of --steps "
+                        "(default: off)")
     t.add_argument("--batch-size", type=_integer(1, 65536), default=None, help="(default: the model's recipe, 64 "
                    "for the tutorials)")
     t.add_argument("--lr", type=_number(0, lo_open=True), default=None,

@@ -78,6 +78,9 @@ class DivergenceError(RuntimeError):
     beyond the guard's bound (MAX_LOSS, MAX_NORM)."""
 
 
+MAX_EPOCHS = 1e6     # passes over the data a run may ask for (--epochs): a bound that keeps the step count finite
+
+
 @dataclass
 class TrainConfig:
     model: str = "mlp"
@@ -159,7 +162,7 @@ class TrainConfig:
         if self.seed >= 2**32:
             raise ValueError(f"seed must be below 2**32, got {self.seed}")
         if self.epochs is not None:
-            number("epochs", 0, lo_open=True)
+            number("epochs", 0, MAX_EPOCHS, lo_open=True)
         number("lr", 0, lo_open=True)
         number("beta1", 0, 1, hi_open=True)
         number("beta2", 0, 1, hi_open=True)

@@ -264,6 +264,7 @@ BAD_VALUES = [
     (["train", "--log-every", "0"], "--log-every"), (["train", "--sample-every", "-1"], "--sample-every"),
     (["train", "--checkpoint-every", "0"], "--checkpoint-every"), (["train", "--steps", "-5"], "--steps"),
     (["train", "--epochs", "0"], "--epochs"), (["train", "--epochs", "nan"], "--epochs"),
+    (["train", "--epochs", "1e308"], "--epochs"),   # was an OverflowError traceback
     (["train", "--batch-size", "0"], "--batch-size"), (["train", "--lr", "-1"], "--lr"),
     (["train", "--lr", "inf"], "--lr"), (["train", "--beta1", "1"], "--beta1"), (["train", "--k", "0"], "--k"),
     (["train", "--label-smoothing", "1.5"], "--label-smoothing"), (["train", "--seed", "-1"], "--seed"),
