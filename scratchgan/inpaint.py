@@ -113,7 +113,10 @@ def make_mask(kind, shape=(28, 28), rng=None, seed=0, fraction=None) -> np.ndarr
     if not path.is_file():
         raise ValueError(f"make_mask: mask file {str(path)!r} not found (kinds: {', '.join(MASK_KINDS)})")
     if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:    # empty (EOFError), truncated, pickled, not .npy at all
+            raise ValueError(f"make_mask: {path}: not a plain NumPy array file ({exc})") from None
         return _check_mask_array(arr, shape, f"make_mask: {path}")
     try:
         from PIL import Image

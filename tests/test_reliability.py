@@ -486,6 +486,18 @@ def test_inpaint_images_that_are_missing_or_not_images(tiny_run, tmp_path, capsy
         assert_error_line(err, "--images", needle)
 
 
+def test_inpaint_mask_files_that_are_empty_or_not_arrays(tiny_run, tmp_path, capsys):
+    np.save(tmp_path / "digit.npy", np.zeros((1, 28, 28), np.float32))
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "text.npy").write_text("0,1")
+    for name in ("empty.npy", "text.npy"):
+        rc, _, err = run_cli(capsys, "inpaint", tiny_run, "--images", tmp_path / "digit.npy", "--mask", tmp_path / name,
+                             "--steps", "1", "--restarts", "1", "--out", tmp_path / "o.png")
+        assert rc == 2, name
+        assert_error_line(err, name, "not a plain NumPy array file")
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_evaluate_json_is_the_only_thing_on_stdout(tiny_run, tmp_path, capsys):
     data = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
     if not (data / "t10k-images-idx3-ubyte.gz").exists():
