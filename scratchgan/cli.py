@@ -32,6 +32,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # The ranks of a data-parallel command (train and bench under mpiexec), for the error paths of main().
 _RANKS = [None]
+# True while a data-parallel train checks its flags, run folder, data and model, before rank 0 changes
+# anything: an error then is compared among the ranks (_agree), said once by rank 0, and ends no rank.
+_CHECKING = [False]
 
 # Each --model's recipe: builder arguments and training settings for the flags not given (a loss
 # family's own recipe, LOSS_DEFAULTS, comes first). The "-tutorial" models are the seed tutorials'
@@ -411,6 +414,7 @@ def cmd_train(args):
     from .runfolder import check_subfolders, check_writable, clear_run, run_files
     from .training import Trainer
     comm = _RANKS[0] = from_environment(required=args.distributed)   # mpiexec: data-parallel (distributed.py)
+    _CHECKING[0] = comm.size > 1
     if comm.rank != 0:
         args.quiet = True              # rank 0 speaks for all (errors excepted)
     _use_backend(args, comm, heavy=True)
@@ -443,7 +447,8 @@ def cmd_train(args):
                       quiet=args.quiet, data_note=ds.source, class_names=ds.classes if gan.conditional else None,
                       comm=comm)
     trainer.history = history
-    comm.barrier()      # every rank has checked the run folder before rank 0 changes it
+    if _CHECKING[0]:    # every rank has checked the run folder (and all else) before rank 0 changes it
+        _agree(comm)
     if args.overwrite and comm.rank == 0:  # only now, when everything else has been checked: the old run goes
         kept = clear_run(out)
         if kept:
@@ -978,17 +983,51 @@ def _error(message) -> None:
     print(f"error: {text}", file=sys.stderr, flush=True)
 
 
+class ChecksFailed(Exception):
+    """Some ranks of a data-parallel train failed their checks: rank 0 says ``lines``, every rank exits with ``code``."""
+
+    def __init__(self, code, lines):
+        super().__init__("; ".join(lines))
+        self.code, self.lines = code, lines
+
+
+def _agree(comm, failure=None) -> None:
+    """The ranks compare the outcome of their checks before training: one allgather of each rank's
+    (exit code, message), or None where its checks passed. Raises ChecksFailed when any failed: a
+    failure every rank met alike is one line, else one line per failed rank, naming it."""
+    _CHECKING[0] = False
+    everyone = comm.allgather(failure)
+    failed = [(rank, f) for rank, f in enumerate(everyone) if f is not None]
+    if not failed:
+        return
+    if len(failed) == comm.size and len({message for _, (_, message) in failed}) == 1:
+        lines = [failed[0][1][1]]
+    else:
+        lines = [f"rank {rank} of {comm.size}: {message}" for rank, (_, message) in failed]
+    raise ChecksFailed(max(code for _, (code, _) in failed), lines)
+
+
 def _failed(exc, code, message=None) -> int:
     """Report an error and return the exit code. In a data-parallel run an error every rank meets
-    at the same point (a usage error, the divergence guard, ...) is said once, by rank 0; any other
-    is said by the rank it happened on, which then ends all ranks (MPI abort), so none is left
-    waiting in a collective."""
+    at the same point (a usage error, the divergence guard, ...) is said once, by rank 0, and so is
+    any error while the ranks check their flags, run folder and data (they compare, _agree); any
+    other is said by the rank it happened on, which then ends all ranks (MPI abort), so none is
+    left waiting in a collective."""
     from .distributed import DistributedError, ReplicaDriftError
     from .training import DivergenceError
     comm = _RANKS[0]
     if comm is None or comm.size == 1:
         _error(message or exc)
         return code
+    if _CHECKING[0]:
+        try:
+            _agree(comm, (code, " ".join(str(message or exc).split("\n")).strip()))
+        except ChecksFailed as agreed:
+            exc, code = agreed, agreed.code
+    if isinstance(exc, ChecksFailed):
+        for line in exc.lines if comm.rank == 0 else ():
+            _error(line)
+        return exc.code
     if isinstance(exc, (UsageError, DivergenceError, ReplicaDriftError, DistributedError)):
         if comm.rank == 0:
             _error(message or exc)
@@ -1013,7 +1052,7 @@ def main(argv=None):
     from .runfolder import RunFolderError
     from .training import DivergenceError
     from .layers.base import DoubleBackwardError
-    _RANKS[0] = None
+    _RANKS[0], _CHECKING[0] = None, False
     try:
         return args.func(args)
     except KeyboardInterrupt as exc:  # train: a second Ctrl-C (a save in progress is never interrupted)
@@ -1024,6 +1063,8 @@ def main(argv=None):
         return _failed(exc, EXIT_USAGE)
     except (DivergenceError, ReplicaDriftError) as exc:
         return _failed(exc, EXIT_FAILED)
+    except ChecksFailed as exc:
+        return _failed(exc, exc.code)
     except MemoryError as exc:
         return _failed(exc, EXIT_FAILED, "not enough memory for this model, batch or sample count; choose smaller ones")
     except OSError as exc:
