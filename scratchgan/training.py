@@ -424,11 +424,11 @@ class Trainer:
                                         sps=f"{sps:.0f}", refresh=False)
                 if bar is not None:
                     bar.update(1)
-                if self.writes:
-                    if self.step % cfg.sample_every == 0:
-                        self.on_interval(live=self.step < total and not self._stop_requested and not timed_out)
+                if self.writes:                 # the checkpoint first, so that report.html links it
                     if save_now:
                         self.save()
+                    if self.step % cfg.sample_every == 0:
+                        self.on_interval(live=self.step < total and not self._stop_requested and not timed_out)
                 if timed_out:                   # --max-time: stop here, like Ctrl-C, but not an interruption
                     self.stopped_by_time = True
                     break
@@ -437,11 +437,11 @@ class Trainer:
                 if not self.writes:
                     self.check_saveable()
             if self.writes:
-                # Unless the loop's last iteration already wrote them:
-                if self.step % cfg.sample_every != 0:
-                    self.on_interval()
+                # Unless the loop's last iteration already wrote them (the checkpoint first, as above):
                 if self.step != self._saved_step:
                     self.save()
+                if self.step % cfg.sample_every != 0:
+                    self.on_interval()
         finally:
             errstate.__exit__(None, None, None)
             if bar is not None:

@@ -12,6 +12,7 @@ import html.parser
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -253,6 +254,17 @@ def test_interval_hook_writes_every_artefact(tmp_path, monkeypatch, steps, calls
     assert 'http-equiv="refresh"' not in text and f"(step {steps})" in text
     ours, foreign = run_files(run)
     assert not foreign and {"report.html", "progress.gif", "monitor.png"} <= {p.name for p in ours}
+
+
+@pytest.mark.parametrize("steps", [2, 4, 5])
+def test_the_final_report_links_the_newest_checkpoint(tmp_path, steps):
+    """The step's checkpoint is saved (and older ones pruned) before report.html is written: the page
+    said "No checkpoint yet" (2 steps) or linked a pruned one (4, 5)."""
+    run = tmp_path / "run"
+    _trainer("mlp", run_dir=run, steps=steps, sample_every=2, checkpoint_every=2, keep_checkpoints=1).train()
+    assert [p.name for p in (run / "checkpoints").glob("*.json")] == [f"step_{steps:07d}.json"]
+    text = (run / "report.html").read_text()
+    assert re.findall(r'href="checkpoints/(step_\d+\.json)"', text) == [f"step_{steps:07d}.json"]
 
 
 def test_run_folder_knows_the_new_artefacts(tmp_path):
