@@ -434,8 +434,12 @@ EVAL_ROWS = [   # label, path in "generated", path in "real", path in "noise"
 
 def _evaluation_section(run: Path) -> str:
     if not (run / "evaluation.json").exists():
-        return _note("No evaluation yet: `scratchgan evaluate RUN_DIR` writes evaluation.json, and the next "
-                     "report shows its numbers here.")
+        dataset = _get(_read_json(run / "config.json")[0], "train", "dataset")
+        if isinstance(dataset, str) and dataset.startswith("folder:"):     # evaluate's judges know named data sets
+            return _note("No evaluation: scratchgan evaluate scores runs on MNIST and Fashion-MNIST, which it has "
+                         "a judge for, not runs on an image folder.")
+        return ('<p class="note">No evaluation yet: <code>scratchgan evaluate RUN_DIR</code> writes evaluation.json '
+                'and nearest_neighbours.png, and the next report shows them here.</p>')
     ev, why = _read_json(run / "evaluation.json")
     if why is not None:
         return _note(f"No evaluation shown: {why}.")
@@ -451,9 +455,13 @@ def _evaluation_section(run: Path) -> str:
         rows.append(f"<tr><th>{_e(label)}</th><td>{_number(gv)}</td><td>{_number(rv)}</td><td>{_number(nv)}</td></tr>")
     head = (f"step {_e(_value(ev.get('step')))}, {_e(_value(ev.get('n')))} samples, data set "
             f"{_e(_value(ev.get('dataset')))}, judge {_e(_value(_get(ev, 'judge', 'name')))}")
-    ratio = _get(ev, "memorisation", "pixel_ratio")
-    extra = (f"<p>Memorisation: nearest-neighbour distance ratio generated/test = {_number(ratio)} (pixels); "
-             "well below 1 suggests copies of training images.</p>" if ratio is not None else "")
+    pixels, features = _get(ev, "memorisation", "pixel_ratio"), _get(ev, "memorisation", "feature_ratio")
+    extra = (f"<p>Memorisation: nearest-neighbour distance ratio generated/test = {_number(pixels)} (pixels), "
+             f"{_number(features)} (the judge's features); well below 1 suggests copies of training images.</p>"
+             if pixels is not None or features is not None else "")
+    if (run / "nearest_neighbours.png").is_file():
+        extra += _figure(run, "nearest_neighbours.png", "nearest training images",
+                         "Each row: a generated sample, then its 5 nearest training images in pixel space.")
     return (f"<p>{head}</p><table><tr><th>metric</th><th>generated</th><th>real data</th><th>uniform noise</th></tr>"
             f"{''.join(rows)}</table>{extra}")
 
@@ -475,9 +483,8 @@ def _metrics_section(run: Path) -> str:
         return _note("metrics.csv cannot be read.")
     if not last or len(last) != len(header):
         return _note("No complete row in metrics.csv yet.")
-    cells = "".join(f"<th>{_e(h)}</th>" for h in header[:20])
-    vals = "".join(f"<td>{_e(v)}</td>" for v in last[:20])
-    return f"<p>The last logged step:</p><table><tr>{cells}</tr><tr>{vals}</tr></table>"
+    rows = "".join(f"<tr><th>{_e(h)}</th><td>{_e(v)}</td></tr>" for h, v in zip(header[:20], last[:20]))
+    return f"<p>The last logged step:</p><table>{rows}</table>"     # one row per value: fits a narrow window
 
 
 def _checkpoint_section(run: Path) -> str:
@@ -527,7 +534,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom
 img { max-width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ccc; }
 figure { margin: 0.5em 0; } figcaption { color: #555; font-size: 0.9em; }
 table { border-collapse: collapse; font-size: 0.9em; } th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; }
-th { text-align: left; background: #f4f4f4; } td { font-family: ui-monospace, monospace; }
+th { text-align: left; background: #f4f4f4; } td { font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
 .note { color: #777; font-style: italic; }
 .row { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
 """
