@@ -456,7 +456,7 @@ def cmd_train(args):
                   + ", ".join(str(p.relative_to(out)) for p in kept[:5]) + (" ..." if len(kept) > 5 else ""),
                   file=sys.stderr)
     if not args.quiet:
-        print(f"data: {ds.name} ({ds.split}), {len(ds):,} images from {ds.source}")
+        print(f"data: {ds.name} ({ds.split}), {len(ds):,} image{'s' * (len(ds) != 1)} from {ds.source}")
         print(f"model: {cfg.model} on {backend.name()}  ->  {out}"
               + (f"  ({comm.size} ranks, {cfg.batch_size // comm.size} items each per batch)" if comm.size > 1 else ""))
         gan.G.summary((gan.latent_dim + gan.num_classes,))
@@ -490,8 +490,12 @@ def _training_data(args, cfg):
             raise UsageError("--dataset folder:PATH: give the folder, e.g. --dataset folder:~/pictures")
         channels = shape[0] if shape else (args.channels or 3)
         size = shape[1] if shape else (args.image_size or 32)
-        ds = data.image_folder(Path(path).expanduser(), channels=channels, image_size=size, skip_bad=args.skip_bad,
-                               progress=not args.quiet)
+        from .data.folder import BadFilesError
+        try:
+            ds = data.image_folder(Path(path).expanduser(), channels=channels, image_size=size,
+                                   skip_bad=args.skip_bad, progress=not args.quiet)
+        except BadFilesError as exc:
+            raise exc.with_skip("--skip-bad") from None
         if ds.note:
             _note(ds.note)
         return ds.filter_classes(cfg.classes) if cfg.classes is not None else ds
@@ -546,6 +550,8 @@ def _class_label(gan, meta, label, flag="--label"):
     """--label as a class index: an integer, or a class name of the run (e.g. A for EMNIST letters)."""
     if label is None:
         return None
+    if not gan.conditional:
+        _check_label(gan, label, flag)     # refused as unconditional, whatever the label (a name too)
     names = meta.get("class_names") if isinstance(meta.get("class_names"), list) else None
     if names and not label.lstrip("-").isdigit():
         folded = [str(n).lower() for n in names]
@@ -615,11 +621,12 @@ def cmd_evaluate(args):
     return EXIT_OK
 
 
-def _read_images(path: Path, channels: int = 1):
+def _read_images(path: Path, channels: int = 1, size: int = 28):
     """Images to complete from a .npy array or an image file -> (N, C, H, W) floats in [0, 1].
 
-    Grey runs: .npy (H, W), (N, H, W) or (N, 1, H, W), or an image file (colour is averaged).
-    RGB runs: .npy (3, H, W) or (N, 3, H, W) (the library's NCHW), or an image file (alpha dropped)."""
+    Grey runs: .npy (H, W), (N, H, W) or (N, 1, H, W); RGB runs: .npy (3, H, W) or (N, 3, H, W)
+    (the library's NCHW). An image file (PNG, JPEG) is decoded as an image folder's pictures are
+    for training: converted to grey or RGB, centre-cropped and resized to ``size``."""
     if not path.is_file():
         raise UsageError(f"--images {path}: " + ("is a folder" if path.is_dir() else "no such file"))
     if path.suffix.lower() == ".npy":
@@ -630,15 +637,12 @@ def _read_images(path: Path, channels: int = 1):
         if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "biuf":
             raise UsageError(f"--images {path}: expected a numeric array, got dtype {getattr(raw, 'dtype', None)}")
     else:
-        import matplotlib.image as mpimg
+        from .data import DataError
+        from .data.folder import read_picture
         try:
-            raw = mpimg.imread(path)      # PNG -> float in [0, 1], (H, W) or (H, W, 3|4)
-        except Exception as exc:          # a damaged or foreign file can fail in many ways inside the decoder
-            raise UsageError(f"--images {path}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
-        if raw.ndim == 3:
-            raw = raw[..., :3].mean(axis=-1) if channels == 1 else raw[..., :3].transpose(2, 0, 1)
-        elif channels == 3:
-            raw = np.stack([raw] * 3)
+            raw = read_picture(path, channels, size)     # (1, C, size, size) uint8
+        except DataError as exc:
+            raise UsageError(f"--images {exc}") from None
     if channels == 1:
         ok = raw.ndim in (2, 3) or (raw.ndim == 4 and raw.shape[1] == 1)
         want = "(H, W), (N, H, W) or (N, 1, H, W)"
@@ -655,7 +659,7 @@ def _read_images(path: Path, channels: int = 1):
 
 
 def cmd_inpaint(args):
-    """Complete the missing part of digits with a trained GAN (a thin layer over scratchgan.inpaint)."""
+    """Complete the missing part of images with a trained GAN (a thin layer over scratchgan.inpaint)."""
     from . import backend, data, inpaint
     from .images import save_grid
     from .training import load_run
@@ -663,8 +667,8 @@ def cmd_inpaint(args):
     gan, meta = load_run(args.run_dir, use_ema=not args.no_ema)
     out = _output_file(args.out or Path(args.run_dir) / f"inpaint_{Path(str(args.mask)).stem}.png", "--out")
     labels = None
-    if args.images:                       # your own digits: .npy (N, 28, 28) or (N, 1, 28, 28), or one PNG
-        unit = _read_images(Path(args.images), gan.image_shape[0])
+    if args.images:                       # your own images: .npy (N, 28, 28) or (N, 1, 28, 28), or one PNG
+        unit = _read_images(Path(args.images), gan.image_shape[0], gan.image_shape[-1])
         images = unit * 2.0 - 1.0 if gan.output == "tanh" else unit
         source = str(args.images)
     elif tuple(gan.image_shape) != (1, 28, 28):
@@ -675,7 +679,7 @@ def cmd_inpaint(args):
             ds = data.load_dataset("mnist", split="test", data_dir=args.data_dir, progress=False)
         except data.DataNotFound:
             raise UsageError("the MNIST test set was not found: give --data-dir DIR (a folder with "
-                             "t10k-images-idx3-ubyte.gz) or your own digits with --images") from None
+                             "t10k-images-idx3-ubyte.gz) or your own images with --images") from None
         if args.start >= len(ds):
             raise UsageError(f"--start {args.start}: the test set has {len(ds)} digits (0..{len(ds) - 1})")
         images = ds.as_float(scale=gan.output)[args.start:args.start + args.n]
@@ -684,7 +688,8 @@ def cmd_inpaint(args):
         source = f"MNIST test digits {args.start}..{args.start + len(images) - 1}"
     mask = inpaint.make_mask(args.mask, shape=images.shape[2:], seed=args.seed, fraction=args.fraction)
     res = inpaint.inpaint(gan, images, mask, steps=args.steps, lr=args.lr, lam=args.lam, restarts=args.restarts,
-                          perceptual=args.perceptual, weighted=not args.unweighted, labels=labels, seed=args.seed)
+                          perceptual=args.perceptual, weighted=not args.unweighted, labels=labels, seed=args.seed,
+                          progress=True)
     completed = backend.to_numpy(res.completed)
     unit = 0.5 if gan.output == "tanh" else 1.0            # errors in [0, 1] pixel units
     err = inpaint.completion_error(completed, images, mask) * unit
@@ -702,7 +707,7 @@ def cmd_inpaint(args):
         buf = io.BytesIO()
         np.save(buf, completed)
         atomic_write_bytes(out.with_suffix(".npy"), buf.getvalue())
-    print(f"wrote {out} ({len(images)} images from {source}; original | masked | completed; "
+    print(f"wrote {out} ({len(images)} image{'s' * (len(images) != 1)} from {source}; original | masked | completed; "
           f"{1 - float(mask.mean()):.0%} of the pixels missing)")
     if base is None:
         print(f"mean |error| on the missing pixels: GAN {err:.4f}")
@@ -903,14 +908,15 @@ def build_parser():
     _add_backend(i)
     i.set_defaults(func=cmd_interpolate)
 
-    n = sub.add_parser("inpaint", help="complete the missing part of digits with a trained GAN (Yeh et al. 2017)")
+    n = sub.add_parser("inpaint", help="complete the missing part of images with a trained GAN (Yeh et al. 2017)")
     n.add_argument("run_dir", type=_path)
     n.add_argument("--mask", default="center", type=_path,
                    help=f"{', '.join(MASK_KINDS)}, or a .png/.npy file (white/1 = known) (default: center)")
     n.add_argument("--fraction", type=_number(0, 1), default=None,
                    help="fraction of MISSING pixels (default: center 0.25, sides 0.5, random 0.8)")
     n.add_argument("--images", default=None, type=_path,
-                   help=".npy or .png digits to complete (default: MNIST test digits)")
+                   help="images to complete: a .npy array (N, C, H, W) of the run's size, or a PNG/JPEG file, "
+                        "cropped and resized as an image folder is for training (default: MNIST test digits)")
     n.add_argument("--data-dir", default=None, type=_path,
                    help="folder holding the MNIST test files, t10k-* (default: $SCRATCHGAN_DATA or the cache)")
     n.add_argument("--n", type=_integer(1, 10000), default=16, help="test digits to complete (default: 16)")

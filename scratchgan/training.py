@@ -221,7 +221,8 @@ class Trainer:
         self.label_set = np.unique(labels) if gan.conditional else None
         self.labels = backend.asarray(labels)
         if self.n < config.batch_size:
-            raise ValueError(f"batch size {config.batch_size} is larger than the data set ({self.n} images)")
+            raise ValueError(f"batch size {config.batch_size} is larger than the data set ({self.n} "
+                             f"image{'s' * (self.n != 1)})")
         self.batches_per_epoch = self.n // config.batch_size
         self.opt_G = self._optimizer(gan.G, config.lr_g or config.lr)
         self.opt_D = self._optimizer(gan.D, config.lr_d or config.lr)

@@ -304,9 +304,10 @@ def test_sample_label_out_of_range(label, tmp_path, capsys):
 
 def test_label_on_an_unconditional_run_is_refused(tiny_run, capsys):
     for command in ("sample", "interpolate"):
-        rc, _, err = run_cli(capsys, command, tiny_run, "--label", "3")
-        assert rc == 2
-        assert_error_line(err, "--label", "unconditional")
+        for label in ("3", "flower"):      # a name too: it said "not a class of this run"
+            rc, _, err = run_cli(capsys, command, tiny_run, "--label", label)
+            assert rc == 2
+            assert_error_line(err, f"--label {label}: this run's model (mlp) is unconditional")
 
 
 def test_every_flag_has_help_text_with_its_default():
