@@ -233,7 +233,9 @@ class Trainer:
         self.penalty = None
         if self.loss.gradient_penalty:   # WGAN-GP: refuses a critic it cannot differentiate twice
             from .penalty import GradientPenalty
-            self.penalty = GradientPenalty(gan.D, weight=self.loss.gradient_penalty)
+            # a conditional critic: the gradient with respect to the image only (penalty.py)
+            self.penalty = GradientPenalty(gan.D, weight=self.loss.gradient_penalty,
+                                           image_features=int(np.prod(gan.image_shape)) if gan.conditional else None)
         self.step = 0            # completed generator steps
         self.batch_index = 0     # real batches consumed (epoch = batch_index // batches_per_epoch)
         self.noise_calls = 0     # noise batches drawn
@@ -360,7 +362,12 @@ class Trainer:
         from .penalty import interpolates
         rng = backend.random_generator(np, self.config.seed + 2, self.noise_calls)   # host: N numbers
         rng.bit_generator.advance(self.rows.start)   # this rank's rows of the global batch's draws
-        x_hat, _ = interpolates(real_in, fake_in, rng)
+        if self.gan.conditional:    # images interpolated under the real batch's labels (penalty.py)
+            n_pix = self.penalty.image_features
+            x_hat, _ = interpolates(real_in[:, :n_pix], fake_in[:, :n_pix], rng)
+            x_hat = self.xp.concatenate([x_hat, real_in[:, n_pix:]], axis=1)
+        else:
+            x_hat, _ = interpolates(real_in, fake_in, rng)
         value, cache = self.penalty.forward(x_hat)
         self.penalty.backward(self.xp.ones_like(value), cache)
         return value[0]
