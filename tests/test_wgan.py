@@ -96,6 +96,10 @@ def test_means_are_probabilities_only_for_bce():
 
 
 # ---------------------------------------------------------------------------- RMSprop
+def test_rmsprop_is_exported_like_adam_and_sgd():
+    assert sg.RMSprop is RMSprop and sg.Adam is sg.optim.Adam and sg.SGD is sg.optim.SGD
+
+
 def _rmsprop_reference(params, grads_per_step, lr, alpha, eps, weight_decay, momentum, centered):
     """torch.optim.RMSprop's algorithm written out per parameter, in float64."""
     p = {k: v.astype(np.float64).copy() for k, v in params.items()}
