@@ -1050,6 +1050,8 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
     from .backend import BackendError, set_default_dtype, tune_host_allocator
     tune_host_allocator()  # the command owns its process: reuse freed host memory (docs/performance.md)
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")   # a path that is not UTF-8 prints as its own bytes
     from .checkpoint import CheckpointError
     from .data import DataError
     from .distributed import DistributedError, ReplicaDriftError

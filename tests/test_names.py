@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,19 @@ def test_monitor_grid_draws_class_names_as_plain_text(tmp_path):
     g = report.monitor_grid(gan, real, real, labels, labels, class_names=names, path=tmp_path / "m.png")
     assert g.real_names == ["$\\frac$", "a\\xffb", "$x^2$"]
     assert (tmp_path / "m.png").stat().st_size > 0
+
+
+def test_a_strict_stdout_prints_such_names_as_their_bytes(tmp_path):
+    """Outside the C.UTF-8 locale Python's stdout refuses surrogates: the "data: ..." line stopped
+    the run before it trained."""
+    base = os.fsencode(tmp_path)
+    data, out = os.path.join(base, b"pics\xfe"), os.path.join(base, b"run\xfd")
+    _folder(data, [b"one", b"two"], n=2)
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONIOENCODING="utf-8:strict",
+               XDG_CACHE_HOME=str(tmp_path / "xdg-cache"))
+    done = subprocess.run([sys.executable, "-m", "scratchgan", "train", "--dataset", "folder:" + os.fsdecode(data),
+                           "--channels", "1", "--image-size", "28", "--steps", "1", "--batch-size", "4",
+                           "--g-hidden", "8", "--d-hidden", "8", "--out", os.fsdecode(out)],
+                          capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert b"pics\xfe" in done.stdout and (Path(os.fsdecode(out)) / "checkpoints").is_dir()
