@@ -109,7 +109,9 @@ def test_help_of_every_subcommand(command, capsys):
     for option in HELP[command]:
         assert option in out, f"{command} --help does not mention {option}"
     if command == "inpaint":      # any run's images, not only digits
-        assert "part of images" in out and "resized as an image folder" in " ".join(out.split())
+        assert "resized as an image folder" in " ".join(out.split())
+        assert cli.main(["--help"]) == 0
+        assert "complete the missing part of images" in capsys.readouterr().out
 
 
 def test_top_level_help_in_a_subprocess():
