@@ -13,6 +13,6 @@ from .gradcheck import gradcheck, GradcheckResult
 from .penalty import GradientPenalty
 from .init import manual_seed
 from .layers import *  # noqa: F401,F403  (the layer classes are the library's vocabulary)
-from .optim import Adam, SGD
+from .optim import Adam, RMSprop, SGD
 
 __version__ = "0.1.0"

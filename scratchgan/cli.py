@@ -34,6 +34,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # The ranks of a data-parallel command (train and bench under mpiexec), for the error paths of main().
 _RANKS = [None]
+# True while a data-parallel train checks its flags, run folder, data and model, before rank 0 changes
+# anything: an error then is compared among the ranks (_agree), said once by rank 0, and ends no rank.
+_CHECKING = [False]
 
 # Each --model's recipe: builder arguments and training settings for the flags not given (a loss
 # family's own recipe, LOSS_DEFAULTS, comes first). The "-tutorial" models are the seed tutorials'
@@ -164,6 +167,9 @@ def _names(choices):
     return parse
 
 
+_threads = _integer(1, 1024)   # --threads and $SCRATCHGAN_THREADS
+
+
 # --------------------------------------------------------------------------- helpers
 # Set by the user, these fix the BLAS library's threads before NumPy loads it; scratchgan then leaves them.
 _BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
@@ -184,9 +190,10 @@ def _use_backend(args, comm=None, heavy=False):
     n = getattr(args, "threads", None)
     if n is None and os.environ.get("SCRATCHGAN_THREADS"):
         text = os.environ["SCRATCHGAN_THREADS"]
-        if not text.isdigit() or int(text) < 1:
-            raise UsageError(f"SCRATCHGAN_THREADS={text!r}: expected an integer >= 1")
-        n = int(text)
+        try:
+            n = _threads(text.strip())        # the range of --threads
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"SCRATCHGAN_THREADS: {exc}") from None
     if n is None and comm is not None and comm.size > 1:
         n = max(1, backend.available_cores() // comm.local_size())
     if n is None and heavy and backend.name() == "numpy" and not any(os.environ.get(v) for v in _BLAS_VARIABLES):
@@ -418,6 +425,7 @@ def cmd_train(args):
     from .runfolder import check_run_folder, check_writable, clear_run, run_files
     from .training import Trainer
     comm = _RANKS[0] = from_environment(required=args.distributed)   # mpiexec: data-parallel (distributed.py)
+    _CHECKING[0] = comm.size > 1
     if comm.rank != 0:
         args.quiet = True              # rank 0 speaks for all (errors excepted)
     _use_backend(args, comm, heavy=True)
@@ -460,7 +468,8 @@ def cmd_train(args):
                       quiet=args.quiet, data_note=ds.source, class_names=ds.classes if gan.conditional else None,
                       comm=comm)
     trainer.history = history
-    comm.barrier()      # every rank has checked the run folder before rank 0 changes it
+    if _CHECKING[0]:    # every rank has checked the run folder (and all else) before rank 0 changes it
+        _agree(comm)
     if args.overwrite and comm.rank == 0:  # only now, when everything else has been checked: the old run goes
         kept = clear_run(out)
         if kept:
@@ -468,7 +477,7 @@ def cmd_train(args):
                   + ", ".join(str(p.relative_to(out)) for p in kept[:5]) + (" ..." if len(kept) > 5 else ""),
                   file=sys.stderr)
     if not args.quiet:
-        print(f"data: {ds.name} ({ds.split}), {len(ds):,} images from {ds.source}")
+        print(f"data: {ds.name} ({ds.split}), {len(ds):,} image{'s' * (len(ds) != 1)} from {ds.source}")
         print(f"model: {cfg.model} on {backend.name()}  ->  {out}"
               + (f"  ({comm.size} ranks, {cfg.batch_size // comm.size} items each per batch)" if comm.size > 1 else ""))
         gan.G.summary((gan.latent_dim + gan.num_classes,))
@@ -503,8 +512,12 @@ def _training_data(args, cfg):
             raise UsageError("--dataset folder:PATH: give the folder, e.g. --dataset folder:~/pictures")
         channels = shape[0] if shape else (args.channels or 3)
         size = shape[1] if shape else (args.image_size or 32)
-        ds = data.image_folder(Path(path).expanduser(), channels=channels, image_size=size, skip_bad=args.skip_bad,
-                               progress=not args.quiet, max_pixels=args.max_image_pixels)
+        from .data.folder import BadFilesError
+        try:
+            ds = data.image_folder(Path(path).expanduser(), channels=channels, image_size=size,
+                                   skip_bad=args.skip_bad, progress=not args.quiet, max_pixels=args.max_image_pixels)
+        except BadFilesError as exc:
+            raise exc.with_skip("--skip-bad") from None
         if ds.note:
             _note(ds.note)
         if args.resume and cfg.data_contents and ds.contents != cfg.data_contents:
@@ -563,6 +576,8 @@ def _class_label(gan, meta, label, flag="--label"):
     """--label as a class index: an integer, or a class name of the run (e.g. A for EMNIST letters)."""
     if label is None:
         return None
+    if not gan.conditional:
+        _check_label(gan, label, flag)     # refused as unconditional, whatever the label (a name too)
     names = meta.get("class_names") if isinstance(meta.get("class_names"), list) else None
     if names and not label.lstrip("-").isdigit():
         folded = [str(n).lower() for n in names]
@@ -632,12 +647,13 @@ def cmd_evaluate(args):
     return EXIT_OK
 
 
-def _read_images(path: Path, channels: int = 1):
+def _read_images(path: Path, channels: int = 1, size: int = 28):
     """Images to complete from a .npy array or an image file -> (N, C, H, W) floats in [0, 1].
 
-    Grey runs: .npy (H, W), (N, H, W) or (N, 1, H, W), or an image file (colour is averaged).
-    RGB runs: .npy (3, H, W) or (N, 3, H, W) (the library's NCHW), or an image file (alpha dropped)."""
-    from .safeio import UnsafeFileError, open_image, read_npy
+    Grey runs: .npy (H, W), (N, H, W) or (N, 1, H, W); RGB runs: .npy (3, H, W) or (N, 3, H, W)
+    (the library's NCHW). An image file (PNG, JPEG) is decoded as an image folder's pictures are
+    for training: converted to grey or RGB, centre-cropped and resized to ``size``."""
+    from .safeio import UnsafeFileError, read_npy
     if not path.exists():
         raise UsageError(f"--images {path}: no such file")
     if path.suffix.lower() == ".npy":
@@ -650,21 +666,12 @@ def _read_images(path: Path, channels: int = 1):
         if not isinstance(raw, np.ndarray) or raw.dtype.kind not in "biuf":
             raise UsageError(f"--images {path}: expected a numeric array, got dtype {getattr(raw, 'dtype', None)}")
     else:
-        from PIL import Image
-        try:   # PNG or JPEG by content, whatever the name: no other decoder is ever handed the file
-            with open_image(path, what="--images") as im:
-                raw = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0   # (H, W, 3) in [0, 1]
-        except UnsafeFileError as exc:
-            raise UsageError(str(exc)) from None
-        except Image.UnidentifiedImageError:
-            raise UsageError(f"--images {path}: cannot read it as an image (not a PNG or JPEG file, "
-                             "whatever its name says)") from None
-        except Exception as exc:          # a damaged or foreign file can fail in many ways inside the decoder
-            raise UsageError(f"--images {path}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
-        if raw.ndim == 3:
-            raw = raw[..., :3].mean(axis=-1) if channels == 1 else raw[..., :3].transpose(2, 0, 1)
-        elif channels == 3:
-            raw = np.stack([raw] * 3)
+        from .data import DataError
+        from .data.folder import read_picture
+        try:
+            raw = read_picture(path, channels, size)     # (1, C, size, size) uint8
+        except DataError as exc:
+            raise UsageError(f"--images {exc}") from None
     if channels == 1:
         ok = raw.ndim in (2, 3) or (raw.ndim == 4 and raw.shape[1] == 1)
         want = "(H, W), (N, H, W) or (N, 1, H, W)"
@@ -681,7 +688,7 @@ def _read_images(path: Path, channels: int = 1):
 
 
 def cmd_inpaint(args):
-    """Complete the missing part of digits with a trained GAN (a thin layer over scratchgan.inpaint)."""
+    """Complete the missing part of images with a trained GAN (a thin layer over scratchgan.inpaint)."""
     from . import backend, data, inpaint
     from .images import save_grid
     from .training import load_run
@@ -689,8 +696,8 @@ def cmd_inpaint(args):
     gan, meta = load_run(args.run_dir, use_ema=not args.no_ema)
     out = _output_file(args.out or Path(args.run_dir) / f"inpaint_{Path(str(args.mask)).stem}.png", "--out")
     labels = None
-    if args.images:                       # your own digits: .npy (N, 28, 28) or (N, 1, 28, 28), or one PNG
-        unit = _read_images(Path(args.images), gan.image_shape[0])
+    if args.images:                       # your own images: .npy (N, 28, 28) or (N, 1, 28, 28), or one PNG
+        unit = _read_images(Path(args.images), gan.image_shape[0], gan.image_shape[-1])
         images = unit * 2.0 - 1.0 if gan.output == "tanh" else unit
         source = str(args.images)
     elif tuple(gan.image_shape) != (1, 28, 28):
@@ -701,7 +708,7 @@ def cmd_inpaint(args):
             ds = data.load_dataset("mnist", split="test", data_dir=args.data_dir, progress=False)
         except data.DataNotFound:
             raise UsageError("the MNIST test set was not found: give --data-dir DIR (a folder with "
-                             "t10k-images-idx3-ubyte.gz) or your own digits with --images") from None
+                             "t10k-images-idx3-ubyte.gz) or your own images with --images") from None
         if args.start >= len(ds):
             raise UsageError(f"--start {args.start}: the test set has {len(ds)} digits (0..{len(ds) - 1})")
         images = ds.as_float(scale=gan.output)[args.start:args.start + args.n]
@@ -710,7 +717,8 @@ def cmd_inpaint(args):
         source = f"MNIST test digits {args.start}..{args.start + len(images) - 1}"
     mask = inpaint.make_mask(args.mask, shape=images.shape[2:], seed=args.seed, fraction=args.fraction)
     res = inpaint.inpaint(gan, images, mask, steps=args.steps, lr=args.lr, lam=args.lam, restarts=args.restarts,
-                          perceptual=args.perceptual, weighted=not args.unweighted, labels=labels, seed=args.seed)
+                          perceptual=args.perceptual, weighted=not args.unweighted, labels=labels, seed=args.seed,
+                          progress=True)
     completed = backend.to_numpy(res.completed)
     unit = 0.5 if gan.output == "tanh" else 1.0            # errors in [0, 1] pixel units
     err = inpaint.completion_error(completed, images, mask) * unit
@@ -728,7 +736,7 @@ def cmd_inpaint(args):
         buf = io.BytesIO()
         np.save(buf, completed)
         atomic_write_bytes(out.with_suffix(".npy"), buf.getvalue())
-    print(f"wrote {out} ({len(images)} images from {source}; original | masked | completed; "
+    print(f"wrote {out} ({len(images)} image{'s' * (len(images) != 1)} from {source}; original | masked | completed; "
           f"{1 - float(mask.mean()):.0%} of the pixels missing)")
     if base is None:
         print(f"mean |error| on the missing pixels: GAN {err:.4f}")
@@ -766,7 +774,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_backend(p):
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
                    help="array backend (default: $SCRATCHGAN_BACKEND, else numpy)")
-    p.add_argument("--threads", type=_integer(1, 1024), default=None,
+    p.add_argument("--threads", type=_threads, default=None,
                    help="threads for the CPU's matrix products (default: $SCRATCHGAN_THREADS; else train, bench, "
                         "evaluate and inpaint use the cores other processes leave idle, the other commands the "
                         "BLAS library's choice; under mpiexec the machine's cores divided among its ranks)")
@@ -776,6 +784,7 @@ def build_parser():
     from . import __version__
     from .losses import LOSSES
     from .inpaint import MASK_KINDS
+    from .training import MAX_EPOCHS
     d = TRAIN_DEFAULTS
     p = _Parser(prog="scratchgan", description=__doc__.split("\n")[0],
                 epilog="exit codes: 0 done, 1 the work failed, 2 usage or input error, 130/143 stopped by "
@@ -810,8 +819,9 @@ def build_parser():
                        f"{k} {v['train']['steps']}" for k, v in RECIPES.items()) + ")")
     t.add_argument("--max-time", type=_number(0, lo_open=True), default=None,
                    help="stop after this many seconds of training, save, and exit 0 (default: off)")
-    t.add_argument("--epochs", type=_number(0, lo_open=True), default=None,
-                   help="train for this many passes over the data instead of --steps (default: off)")
+    t.add_argument("--epochs", type=_number(0, MAX_EPOCHS, lo_open=True), default=None,
+                   help=f"train for this many passes over the data, at most {MAX_EPOCHS:,.0f}, instead of --steps "
+                        "(default: off)")
     t.add_argument("--batch-size", type=_integer(1, 65536), default=None, help="(default: the model's recipe, 64 "
                    "for the tutorials)")
     t.add_argument("--lr", type=_number(0, lo_open=True), default=None,
@@ -930,14 +940,15 @@ def build_parser():
     _add_backend(i)
     i.set_defaults(func=cmd_interpolate)
 
-    n = sub.add_parser("inpaint", help="complete the missing part of digits with a trained GAN (Yeh et al. 2017)")
+    n = sub.add_parser("inpaint", help="complete the missing part of images with a trained GAN (Yeh et al. 2017)")
     n.add_argument("run_dir", type=_path)
     n.add_argument("--mask", default="center", type=_path,
                    help=f"{', '.join(MASK_KINDS)}, or a .png/.npy file (white/1 = known) (default: center)")
     n.add_argument("--fraction", type=_number(0, 1), default=None,
                    help="fraction of MISSING pixels (default: center 0.25, sides 0.5, random 0.8)")
     n.add_argument("--images", default=None, type=_path,
-                   help=".npy or .png digits to complete (default: MNIST test digits)")
+                   help="images to complete: a .npy array (N, C, H, W) of the run's size, or a PNG/JPEG file, "
+                        "cropped and resized as an image folder is for training (default: MNIST test digits)")
     n.add_argument("--data-dir", default=None, type=_path,
                    help="folder holding the MNIST test files, t10k-* (default: $SCRATCHGAN_DATA or the cache)")
     n.add_argument("--n", type=_integer(1, 10000), default=16, help="test digits to complete (default: 16)")
@@ -1010,17 +1021,51 @@ def _error(message) -> None:
     print(f"error: {text}", file=sys.stderr, flush=True)
 
 
+class ChecksFailed(Exception):
+    """Some ranks of a data-parallel train failed their checks: rank 0 says ``lines``, every rank exits with ``code``."""
+
+    def __init__(self, code, lines):
+        super().__init__("; ".join(lines))
+        self.code, self.lines = code, lines
+
+
+def _agree(comm, failure=None) -> None:
+    """The ranks compare the outcome of their checks before training: one allgather of each rank's
+    (exit code, message), or None where its checks passed. Raises ChecksFailed when any failed: a
+    failure every rank met alike is one line, else one line per failed rank, naming it."""
+    _CHECKING[0] = False
+    everyone = comm.allgather(failure)
+    failed = [(rank, f) for rank, f in enumerate(everyone) if f is not None]
+    if not failed:
+        return
+    if len(failed) == comm.size and len({message for _, (_, message) in failed}) == 1:
+        lines = [failed[0][1][1]]
+    else:
+        lines = [f"rank {rank} of {comm.size}: {message}" for rank, (_, message) in failed]
+    raise ChecksFailed(max(code for _, (code, _) in failed), lines)
+
+
 def _failed(exc, code, message=None) -> int:
     """Report an error and return the exit code. In a data-parallel run an error every rank meets
-    at the same point (a usage error, the divergence guard, ...) is said once, by rank 0; any other
-    is said by the rank it happened on, which then ends all ranks (MPI abort), so none is left
-    waiting in a collective."""
+    at the same point (a usage error, the divergence guard, ...) is said once, by rank 0, and so is
+    any error while the ranks check their flags, run folder and data (they compare, _agree); any
+    other is said by the rank it happened on, which then ends all ranks (MPI abort), so none is
+    left waiting in a collective."""
     from .distributed import DistributedError, ReplicaDriftError
     from .training import DivergenceError
     comm = _RANKS[0]
     if comm is None or comm.size == 1:
         _error(message or exc)
         return code
+    if _CHECKING[0]:
+        try:
+            _agree(comm, (code, " ".join(str(message or exc).split("\n")).strip()))
+        except ChecksFailed as agreed:
+            exc, code = agreed, agreed.code
+    if isinstance(exc, ChecksFailed):
+        for line in exc.lines if comm.rank == 0 else ():
+            _error(line)
+        return exc.code
     if isinstance(exc, (UsageError, DivergenceError, ReplicaDriftError, DistributedError)):
         if comm.rank == 0:
             _error(message or exc)
@@ -1037,6 +1082,8 @@ def main(argv=None):
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
     from .backend import BackendError, set_default_dtype, tune_host_allocator
     tune_host_allocator()  # the command owns its process: reuse freed host memory (docs/performance.md)
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")   # a path that is not UTF-8 prints as its own bytes
     from .checkpoint import CheckpointError
     from .data import DataError
     from .distributed import DistributedError, ReplicaDriftError
@@ -1045,7 +1092,7 @@ def main(argv=None):
     from .runfolder import RunFolderError
     from .training import DivergenceError
     from .layers.base import DoubleBackwardError
-    _RANKS[0] = None
+    _RANKS[0], _CHECKING[0] = None, False
     try:
         return args.func(args)
     except KeyboardInterrupt as exc:  # train: a second Ctrl-C (a save in progress is never interrupted)
@@ -1056,6 +1103,8 @@ def main(argv=None):
         return _failed(exc, EXIT_USAGE)
     except (DivergenceError, ReplicaDriftError) as exc:
         return _failed(exc, EXIT_FAILED)
+    except ChecksFailed as exc:
+        return _failed(exc, exc.code)
     except MemoryError as exc:
         return _failed(exc, EXIT_FAILED, "not enough memory for this model, batch or sample count; choose smaller ones")
     except OSError as exc:

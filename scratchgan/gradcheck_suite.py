@@ -37,6 +37,8 @@ def _cases():
     conv_critic = randomised(Sequential(Conv2D(1, 3, 3, stride=2, padding=1, rng=11), LeakyReLU(0.2),
                                         LayerNorm((3, 3, 3)), Conv2D(3, 2, 3, stride=2, padding=1, rng=12),
                                         LeakyReLU(0.2), Flatten(), Dense(8, 1, rng=13)))
+    # a conditional critic's input [image (4 values), one-hot label (3)]: the image's gradient alone is penalised
+    cond_critic = randomised(Sequential(Dense(7, 5, rng=17), LeakyReLU(0.2), LayerNorm(5), Dense(5, 1, rng=18)))
     return [
         ("Dense", Dense(5, 3, rng=0), dict(shape=(4, 5))),
         ("Conv2D stride 2, padding 1", Conv2D(2, 3, 3, stride=2, padding=1, rng=0), dict(shape=(2, 2, 5, 5))),
@@ -84,6 +86,8 @@ def _cases():
         ("G -> D chain, non-saturating G loss", Sequential(G, D), dict(shape=(4, 4), loss=losses.g_loss_nonsaturating)),
         ("WGAN-GP penalty, dense critic", GradientPenalty(dense_critic), dict(shape=(3, 4))),
         ("WGAN-GP penalty, conv critic", GradientPenalty(conv_critic), dict(shape=(2, 1, 6, 6))),
+        ("WGAN-GP penalty, conditional critic", GradientPenalty(cond_critic, image_features=4),
+         dict(inputs=np.concatenate([rng.normal(size=(3, 4)), np.eye(3)[[2, 0, 1]]], axis=1))),
     ]
 
 

@@ -116,8 +116,10 @@ def make_mask(kind, shape=(28, 28), rng=None, seed=0, fraction=None) -> np.ndarr
     if path.suffix.lower() == ".npy":
         try:
             arr = read_npy(path, "make_mask:")
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"make_mask: cannot read {path} ({exc})") from None
+        except UnsafeFileError as exc:   # a FIFO, a header that lies about its size, pickled objects
+            raise ValueError(f"make_mask: {path}: not a plain NumPy array file ({exc.reason})") from None
+        except (ValueError, OSError, EOFError) as exc:    # empty, truncated, not .npy at all
+            raise ValueError(f"make_mask: {path}: not a plain NumPy array file ({exc})") from None
         return _check_mask_array(arr, shape, f"make_mask: {path}")
     try:   # PNG or JPEG by content: no other decoder is ever handed the file
         with open_image(path, what="make_mask:") as img:
@@ -300,8 +302,18 @@ def _check_labels(gan, labels, n):
     return lab.astype(np.int64)
 
 
+def _progress_bar(total):
+    import sys
+    from tqdm import tqdm
+    # On a terminal a live bar; in a log file (not a TTY) a line every 10% instead of every refresh.
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, desc="inpainting", unit="step", dynamic_ncols=True, mininterval=0.1 if tty else 5.0,
+                miniters=None if tty else max(1, total // 10))
+
+
 def inpaint(gan, images, mask, steps=500, lr=0.03, lam=0.1, restarts=8, perceptual="nonsaturating",
-            weighted=True, labels=None, seed=0, clip="auto", betas=(0.9, 0.999), eps=1e-8) -> InpaintResult:
+            weighted=True, labels=None, seed=0, clip="auto", betas=(0.9, 0.999), eps=1e-8,
+            progress=False) -> InpaintResult:
     """Complete the missing pixels (mask == 0) of ``images`` with the generator of ``gan``.
 
     images   (N, C, H, W) floats in the generator's pixel range ([-1, 1] tanh, [0, 1] sigmoid),
@@ -316,6 +328,7 @@ def inpaint(gan, images, mask, steps=500, lr=0.03, lam=0.1, restarts=8, perceptu
              (restarts x num_classes candidates per image; result.labels holds the winner)
     clip     "auto": [-1, 1] for uniform noise, none for normal; a number c: [-c, c]; None: none
     seed     the initial codes come from backend.random_generator(xp, seed, 0)
+    progress a progress bar of the steps on stderr (tqdm, as training shows)
     """
     if perceptual not in PERCEPTUAL:
         raise ValueError(f"inpaint: perceptual must be one of {PERCEPTUAL}, got {perceptual!r}")
@@ -348,6 +361,7 @@ def inpaint(gan, images, mask, steps=500, lr=0.03, lam=0.1, restarts=8, perceptu
     b1, b2 = betas
     m1, m2 = xp.zeros_like(z), xp.zeros_like(z)
     history = xp.zeros((steps + 1, per_image * n), dtype=dtype)
+    bar = _progress_bar(steps) if progress else None
     with _eval_mode(gan):
         try:
             for t in range(1, steps + 1):
@@ -362,11 +376,15 @@ def inpaint(gan, images, mask, steps=500, lr=0.03, lam=0.1, restarts=8, perceptu
                 z = z - (lr / (1 - b1 ** t)) * (m1 / denom)
                 if clip is not None:
                     z = xp.clip(z, -clip, clip)
+                if bar is not None:
+                    bar.update(1)
             loss, _, fake = inpaint_loss_and_grad(gan, z, x_all, w_all, y_all, lam, perceptual)
             history[steps] = loss
         finally:
             gan.G.zero_grad()   # the backward passes added to the weights' gradients: clear them
             gan.D.zero_grad()
+            if bar is not None:
+                bar.close()
 
     final = loss.reshape(per_image, n)
     best = xp.argmin(final, axis=0)                                  # (N,)

@@ -4,7 +4,8 @@ with its gradient with respect to each input, so no separate backward is needed.
 All are means over their elements. With l a logit, t a target and sigma the logistic:
 
     softplus(l) = log(1 + e^l) = max(l, 0) + log1p(e^-|l|)          (never overflows)
-    BCE(l, t)   = -t log sigma(l) - (1 - t) log(1 - sigma(l)) = softplus(l) - t l
+    BCE(l, t)   = -t log sigma(l) - (1 - t) log(1 - sigma(l)) = (1 - t) softplus(l) + t softplus(-l)
+                = (1 - t) max(l, 0) + t max(-l, 0) + log1p(e^-|l|)  (a sum of terms >= 0: no cancellation)
     dBCE/dl     = sigma(l) - t
 
 GAN losses (Goodfellow et al. 2014), D's logits on real data l_r and on fakes l_f:
@@ -43,12 +44,16 @@ def softplus(x):
 def bce_with_logits(logits, targets):
     """Mean binary cross-entropy of logits against targets in [0, 1] (array or scalar).
 
-    Returns (loss, dL/dlogits). Finite for any logit magnitude, e.g. +-1e4.
+    Returns (loss, dL/dlogits). Finite for any logit magnitude, e.g. +-1e4, and accurate for
+    confident logits: the equal form softplus(l) - t l rounds BCE(40, 1) = 4.25e-18 to 0.
     """
+    xp = backend.array_module(logits)
+    logits = xp.asarray(logits)          # a Python number too
     if hasattr(targets, "shape") and targets.shape != logits.shape:
         raise ValueError(f"bce_with_logits: targets of shape {targets.shape} do not match logits {logits.shape}")
     n = logits.size
-    loss = (softplus(logits) - targets * logits).mean()
+    loss = ((1.0 - targets) * xp.maximum(logits, 0) + targets * xp.maximum(-logits, 0)
+            + xp.log1p(xp.exp(-xp.abs(logits)))).mean()
     dlogits = sigmoid(logits)
     dlogits -= targets
     dlogits *= 1.0 / n

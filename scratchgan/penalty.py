@@ -21,6 +21,11 @@ backward depending on its weights; the ordinary sweep the part that comes from t
 (a LayerNorm's backward depends on its input, which depends on every weight below it).
 The samples are independent (no supported layer mixes them), so one batched backward from
 dY = ones gives every per-sample gradient g_i at once.
+
+A conditional critic reads [flatten(x), onehot(y)]. Its penalty is taken with respect to the
+image alone (``image_features`` = the image's C*H*W values), on images interpolated under one
+set of labels, as conditional WGAN-GP implementations do: g_i is the image part of dX_0, and the
+double backward starts from ddX_0 = [dP/dg_i, 0], the label being held fixed.
 """
 from __future__ import annotations
 
@@ -29,7 +34,8 @@ import math
 import numpy as np
 
 from . import backend
-from .layers.base import DoubleBackwardError, Module, Sequential, _name, check_real, supported_double_backward
+from .layers.base import (DoubleBackwardError, Module, Sequential, ShapeError, _name, check_int, check_real,
+                          supported_double_backward)
 
 __all__ = ["GradientPenalty", "InputGradient", "interpolates", "check_support"]
 
@@ -87,15 +93,19 @@ class GradientPenalty(Module):
     parameters are this module's: ``sg.gradcheck(GradientPenalty(D), shape=...)`` checks
     them all) and returns dP/dx_hat. ``last_norms`` holds the per-sample gradient norms of
     the latest forward, for logging. A critic whose output has several values per sample
-    is treated as their sum.
+    is treated as their sum. ``image_features``: penalise only the gradient with respect to the
+    first that many input values of each sample (a conditional critic's image, before its one-hot
+    label); None: all of them.
     """
 
-    def __init__(self, D, weight: float = 10.0, target: float = 1.0):
+    def __init__(self, D, weight: float = 10.0, target: float = 1.0, image_features: int | None = None):
         super().__init__()
         check_support(D)
         self.D = D
         self.weight = check_real("GradientPenalty", "weight", weight, "[0, inf)")
         self.target = check_real("GradientPenalty", "target", target, "[0, inf)")
+        self.image_features = (None if image_features is None
+                               else check_int("GradientPenalty", "image_features", image_features, 1))
         self.last_norms = None
 
     def children(self):
@@ -115,6 +125,11 @@ class GradientPenalty(Module):
         g = dY                                         # (N, ...): per-sample input gradients
         N = g.shape[0]
         g2 = g.reshape(N, math.prod(g.shape[1:]))
+        if self.image_features is not None:            # the image part only: the label is held fixed
+            if self.image_features > g2.shape[1]:
+                raise ShapeError(f"{self!r}: image_features {self.image_features} is more than the critic's "
+                                 f"{g2.shape[1]} input values per sample")
+            g = g2 = g2[:, :self.image_features]
         norms = xp.sqrt((g2 * g2).sum(axis=1))         # (N,)
         gap = norms - self.target
         P = (gap * gap).sum(keepdims=True) * (self.weight / max(N, 1))   # (1,); N = 0 gives 0
@@ -132,6 +147,9 @@ class GradientPenalty(Module):
         coef /= norms + ~nonzero                       # 1 in place of a zero norm
         coef *= dP * (2.0 * self.weight / max(N, 1))
         ddX = g * coef.reshape((N,) + (1,) * (g.ndim - 1))
+        if self.image_features is not None:            # dP/d(label part of dX_0) = 0
+            ddX = xp.concatenate([ddX, xp.zeros((N, math.prod(x_shape[1:]) - self.image_features), g.dtype)],
+                                 axis=1).reshape(x_shape)
         extra = [None] * len(layers)
         for i, layer in enumerate(layers):             # double backward: first layer to last
             ddX, extra[i] = layer.double_backward(ddX, dYs[i], caches[i])
@@ -148,7 +166,8 @@ class GradientPenalty(Module):
         return G if G is not None else xp.zeros(x_shape, g.dtype)
 
     def extra_repr(self):
-        return f"D={_name(self.D)}, weight={self.weight}, target={self.target}"
+        return (f"D={_name(self.D)}, weight={self.weight}, target={self.target}"
+                + (f", image_features={self.image_features}" if self.image_features is not None else ""))
 
 
 class InputGradient(Module):

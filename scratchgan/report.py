@@ -95,6 +95,20 @@ class MonitorGrid:
     paths: list = field(default_factory=list)
 
 
+def shown(text) -> str:
+    """A file or class name as plain text that encodes to UTF-8: the bytes of a name that are not
+    UTF-8 (which Python carries as surrogate escapes, os.fsdecode) are written \\xNN, as Python
+    prints bytes; any other lone surrogate as \\udNNN. A UTF-8 name is returned unchanged. For
+    text only: links use the name's bytes percent-encoded, and JSON keeps the surrogate escapes
+    (json.dumps writes them as \\udcNN, which json.loads reads back to the same name)."""
+    text = str(text)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def _names(labels, class_names, what):
     if labels is None:
         return None
@@ -105,7 +119,7 @@ def _names(labels, class_names, what):
         if not 0 <= label < len(class_names):
             raise ValueError(f"monitor_grid: {what} holds label {label}, but class_names has {len(class_names)} names "
                              f"(labels 0..{len(class_names) - 1})")
-    return [str(class_names[label]) for label in labels]
+    return [shown(class_names[label]) for label in labels]
 
 
 def _check_images(images, what):
@@ -232,7 +246,8 @@ def _draw(real, fake, texts, frames, names, right, title) -> bytes:
                     fontsize=8, color="black")
             if names[b] is not None:
                 ax.text(x0 + 1, y0 + 1, names[b][i], ha="left", va="top", fontsize=8, color="white",
-                        bbox=dict(facecolor="black", alpha=0.65, pad=1.0, linewidth=0))
+                        bbox=dict(facecolor="black", alpha=0.65, pad=1.0, linewidth=0),
+                        usetex=False, parse_math=False)    # a class name is data: "$x$" is not TeX
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
@@ -348,11 +363,11 @@ def _read_json(path: Path):
 
 
 def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(shown(value), quote=True)
 
 
 def _href(rel: str) -> str:
-    return _e(quote(rel))
+    return _e(quote(rel.encode("utf-8", "surrogateescape")))
 
 
 def _value(v) -> str:
@@ -420,8 +435,12 @@ EVAL_ROWS = [   # label, path in "generated", path in "real", path in "noise"
 
 def _evaluation_section(run: Path) -> str:
     if not (run / "evaluation.json").exists():
-        return _note("No evaluation yet: `scratchgan evaluate RUN_DIR` writes evaluation.json, and the next "
-                     "report shows its numbers here.")
+        dataset = _get(_read_json(run / "config.json")[0], "train", "dataset")
+        if isinstance(dataset, str) and dataset.startswith("folder:"):     # evaluate's judges know named data sets
+            return _note("No evaluation: scratchgan evaluate scores runs on MNIST and Fashion-MNIST, which it has "
+                         "a judge for, not runs on an image folder.")
+        return ('<p class="note">No evaluation yet: <code>scratchgan evaluate RUN_DIR</code> writes evaluation.json '
+                'and nearest_neighbours.png, and the next report shows them here.</p>')
     ev, why = _read_json(run / "evaluation.json")
     if why is not None:
         return _note(f"No evaluation shown: {why}.")
@@ -437,9 +456,13 @@ def _evaluation_section(run: Path) -> str:
         rows.append(f"<tr><th>{_e(label)}</th><td>{_number(gv)}</td><td>{_number(rv)}</td><td>{_number(nv)}</td></tr>")
     head = (f"step {_e(_value(ev.get('step')))}, {_e(_value(ev.get('n')))} samples, data set "
             f"{_e(_value(ev.get('dataset')))}, judge {_e(_value(_get(ev, 'judge', 'name')))}")
-    ratio = _get(ev, "memorisation", "pixel_ratio")
-    extra = (f"<p>Memorisation: nearest-neighbour distance ratio generated/test = {_number(ratio)} (pixels); "
-             "well below 1 suggests copies of training images.</p>" if ratio is not None else "")
+    pixels, features = _get(ev, "memorisation", "pixel_ratio"), _get(ev, "memorisation", "feature_ratio")
+    extra = (f"<p>Memorisation: nearest-neighbour distance ratio generated/test = {_number(pixels)} (pixels), "
+             f"{_number(features)} (the judge's features); well below 1 suggests copies of training images.</p>"
+             if pixels is not None or features is not None else "")
+    if (run / "nearest_neighbours.png").is_file():
+        extra += _figure(run, "nearest_neighbours.png", "nearest training images",
+                         "Each row: a generated sample, then its 5 nearest training images in pixel space.")
     return (f"<p>{head}</p><table><tr><th>metric</th><th>generated</th><th>real data</th><th>uniform noise</th></tr>"
             f"{''.join(rows)}</table>{extra}")
 
@@ -460,9 +483,8 @@ def _metrics_section(run: Path) -> str:
         return _note("metrics.csv cannot be read.")
     if not last or len(last) != len(header):
         return _note("No complete row in metrics.csv yet.")
-    cells = "".join(f"<th>{_e(h)}</th>" for h in header[:20])
-    vals = "".join(f"<td>{_e(v)}</td>" for v in last[:20])
-    return f"<p>The last logged step:</p><table><tr>{cells}</tr><tr>{vals}</tr></table>"
+    rows = "".join(f"<tr><th>{_e(h)}</th><td>{_e(v)}</td></tr>" for h, v in zip(header[:20], last[:20]))
+    return f"<p>The last logged step:</p><table>{rows}</table>"     # one row per value: fits a narrow window
 
 
 def _checkpoint_section(run: Path) -> str:
@@ -512,7 +534,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom
 img { max-width: 100%; height: auto; image-rendering: pixelated; border: 1px solid #ccc; }
 figure { margin: 0.5em 0; } figcaption { color: #555; font-size: 0.9em; }
 table { border-collapse: collapse; font-size: 0.9em; } th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; }
-th { text-align: left; background: #f4f4f4; } td { font-family: ui-monospace, monospace; }
+th { text-align: left; background: #f4f4f4; } td { font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
 .note { color: #777; font-style: italic; }
 .row { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
 """

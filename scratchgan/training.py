@@ -81,6 +81,9 @@ class DivergenceError(RuntimeError):
     beyond the guard's bound (MAX_LOSS, MAX_NORM)."""
 
 
+MAX_EPOCHS = 1e6     # passes over the data a run may ask for (--epochs): a bound that keeps the step count finite
+
+
 @dataclass
 class TrainConfig:
     model: str = "mlp"
@@ -165,7 +168,7 @@ class TrainConfig:
         if self.seed >= 2**32:
             raise ValueError(f"seed must be below 2**32, got {self.seed}")
         if self.epochs is not None:
-            number("epochs", 0, lo_open=True)
+            number("epochs", 0, MAX_EPOCHS, lo_open=True)
         number("lr", 0, lo_open=True)
         number("beta1", 0, 1, hi_open=True)
         number("beta2", 0, 1, hi_open=True)
@@ -225,7 +228,8 @@ class Trainer:
         self._label_set_on_device = self.xp.asarray(self.label_set) if gan.conditional else None  # copied once
         self.labels = backend.asarray(labels)
         if self.n < config.batch_size:
-            raise ValueError(f"batch size {config.batch_size} is larger than the data set ({self.n} images)")
+            raise ValueError(f"batch size {config.batch_size} is larger than the data set ({self.n} "
+                             f"image{'s' * (self.n != 1)})")
         self.batches_per_epoch = self.n // config.batch_size
         self.opt_G = self._optimizer(gan.G, config.lr_g or config.lr)
         self.opt_D = self._optimizer(gan.D, config.lr_d or config.lr)
@@ -236,7 +240,9 @@ class Trainer:
         self.penalty = None
         if self.loss.gradient_penalty:   # WGAN-GP: refuses a critic it cannot differentiate twice
             from .penalty import GradientPenalty
-            self.penalty = GradientPenalty(gan.D, weight=self.loss.gradient_penalty)
+            # a conditional critic: the gradient with respect to the image only (penalty.py)
+            self.penalty = GradientPenalty(gan.D, weight=self.loss.gradient_penalty,
+                                           image_features=int(np.prod(gan.image_shape)) if gan.conditional else None)
         self.step = 0            # completed generator steps
         self.batch_index = 0     # real batches consumed (epoch = batch_index // batches_per_epoch)
         self.noise_calls = 0     # noise batches drawn
@@ -363,7 +369,12 @@ class Trainer:
         from .penalty import interpolates
         rng = backend.random_generator(np, self.config.seed + 2, self.noise_calls)   # host: N numbers
         rng.bit_generator.advance(self.rows.start)   # this rank's rows of the global batch's draws
-        x_hat, _ = interpolates(real_in, fake_in, rng)
+        if self.gan.conditional:    # images interpolated under the real batch's labels (penalty.py)
+            n_pix = self.penalty.image_features
+            x_hat, _ = interpolates(real_in[:, :n_pix], fake_in[:, :n_pix], rng)
+            x_hat = self.xp.concatenate([x_hat, real_in[:, n_pix:]], axis=1)
+        else:
+            x_hat, _ = interpolates(real_in, fake_in, rng)
         value, cache = self.penalty.forward(x_hat)
         self.penalty.backward(self.xp.ones_like(value), cache)
         return value[0]
@@ -428,11 +439,11 @@ class Trainer:
                                         sps=f"{sps:.0f}", refresh=False)
                 if bar is not None:
                     bar.update(1)
-                if self.writes:
-                    if self.step % cfg.sample_every == 0:
-                        self.on_interval(live=self.step < total and not self._stop_requested and not timed_out)
+                if self.writes:                 # the checkpoint first, so that report.html links it
                     if save_now:
                         self.save()
+                    if self.step % cfg.sample_every == 0:
+                        self.on_interval(live=self.step < total and not self._stop_requested and not timed_out)
                 if timed_out:                   # --max-time: stop here, like Ctrl-C, but not an interruption
                     self.stopped_by_time = True
                     break
@@ -441,11 +452,11 @@ class Trainer:
                 if not self.writes:
                     self.check_saveable()
             if self.writes:
-                # Unless the loop's last iteration already wrote them:
-                if self.step % cfg.sample_every != 0:
-                    self.on_interval()
+                # Unless the loop's last iteration already wrote them (the checkpoint first, as above):
                 if self.step != self._saved_step:
                     self.save()
+                if self.step % cfg.sample_every != 0:
+                    self.on_interval()
         finally:
             errstate.__exit__(None, None, None)
             if bar is not None:

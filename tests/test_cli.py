@@ -100,6 +100,10 @@ def test_help_of_every_subcommand(command, capsys):
     assert out.startswith(f"usage: scratchgan {command}")
     for option in HELP[command]:
         assert option in out, f"{command} --help does not mention {option}"
+    if command == "inpaint":      # any run's images, not only digits
+        assert "resized as an image folder" in " ".join(out.split())
+        assert cli.main(["--help"]) == 0
+        assert "complete the missing part of images" in capsys.readouterr().out
 
 
 def test_top_level_help_in_a_subprocess():
@@ -307,7 +311,8 @@ def test_inpaint_command_on_a_tiny_run(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["inpaint", str(run), "--images", str(tmp_path / "digits.npy"), "--mask", "bottom",
                      "--steps", "5", "--restarts", "2", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert out.is_file() and "mean-image fill" in text and "ratio" in text
+    text, err = capsys.readouterr()
+    assert out.is_file() and "mean-image fill" in text and "ratio" in text and "(3 images from" in text
+    assert "inpainting: 100%" in err and "5/5" in err            # tqdm's bar, as train shows
     assert cli.main(["inpaint", str(run), "--images", str(tmp_path / "digits.npy"), "--mask", "diagonal"]) == 2
     assert "error:" in capsys.readouterr().err

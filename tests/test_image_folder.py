@@ -583,3 +583,29 @@ def test_shapes_generator_refuses_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="exists and is not an empty folder"):
         make_shapes_folder(tmp_path / "full", n=3)
     assert sorted(os.listdir(tmp_path / "full")) == ["mine.txt"]
+
+
+# --------------------------------------------------------------------------- the CLI on a folder
+def test_cli_on_a_folder_skip_bad_hint_one_image_and_inpaint_at_the_files_own_size(tmp_path, capsys):
+    """train says --skip-bad (not the Python argument) and "1 image"; inpaint --images takes a file
+    of the folder's own size (48x48), decoded as training decoded it."""
+    from scratchgan import cli
+    from scratchgan.data.folder import read_picture
+    root = tmp_path / "pics"
+    one = save(root / "only.png", noise((48, 48), 5))
+    (root / "broken.png").write_text("not a PNG")
+    train = ["train", "--dataset", f"folder:{root}", "--channels", "1", "--image-size", "28", "--batch-size", "1",
+             "--steps", "1", "--g-hidden", "8", "--d-hidden", "8", "--no-minibatch-std", "--out", str(tmp_path / "run")]
+    assert cli.main(train) == 2
+    err = capsys.readouterr().err
+    assert "(pass --skip-bad to skip them)" in err and "skip_bad=True" not in err
+    (root / "broken.png").unlink()
+    assert cli.main(train) == 0
+    assert "(train), 1 image from " in capsys.readouterr().out             # was "1 images"
+    assert cli.main(["inpaint", str(tmp_path / "run"), "--images", str(one), "--steps", "2", "--restarts", "1",
+                     "--out", str(tmp_path / "inp.png")]) == 0
+    out = capsys.readouterr().out
+    assert "(1 image from" in out
+    decoded = cli._read_images(one, channels=1, size=28)
+    np.testing.assert_array_equal(decoded, read_picture(one, 1, 28) / np.float32(255))
+    np.testing.assert_array_equal(read_picture(one, 1, 28)[0], image_folder(root, channels=1, image_size=28).images[0])

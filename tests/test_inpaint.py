@@ -73,6 +73,12 @@ def test_masks_from_npy_and_png_files(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="cannot read"):
         ip.make_mask(tmp_path / "junk.png")
+    (tmp_path / "empty.npy").write_bytes(b"")                      # was an EOFError from np.load
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "m.npy").read_bytes()[:90])
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for name in ("empty.npy", "cut.npy", "obj.npy"):
+        with pytest.raises(ValueError, match=f"make_mask: .*{name}: not a plain NumPy array file"):
+            ip.make_mask(tmp_path / name)
 
 
 def test_bad_mask_kinds_are_clear_errors():

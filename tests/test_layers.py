@@ -461,6 +461,18 @@ def test_dropout_statistics(p):
     assert abs(ys.mean() - x.mean()) < 6 * x.mean() * math.sqrt(p / ((1 - p) * K * x.size))
 
 
+def test_dropout_docstring_states_the_quantised_scale():
+    """The module's opening formula is the one the code computes (it said M / (1 - p))."""
+    import scratchgan.layers.dropout as dropout_module
+    doc = dropout_module.__doc__
+    assert "Y = X * M / q,  M ~ Bernoulli(q),  q = (65536 - t) / 65536,  t = round(65536 p)" in doc
+    assert "/ (1 - p)" not in doc
+    p = 0.3
+    y = H(sg.Dropout(p, seed=1).forward(A(np.ones((64, 64))))[0])
+    q = (65536 - round(65536 * p)) / 65536
+    assert set(np.unique(y).tolist()) == {0.0, 1 / q}
+
+
 def test_random_uint16_is_uniform_in_both_bytes():
     """The four 16-bit values of each 64-bit output: every value of the high and of the low byte
     equally often (6 sigma per bin over 2^20 draws), and no correlation between neighbours."""

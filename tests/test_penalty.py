@@ -230,6 +230,43 @@ def test_the_penalty_check_finds_a_missing_weight_term():
     assert not result["0.0.weight"].passed and result["0.2.weight"].passed, str(result)
 
 
+@given(n=st.integers(1, 3), pixels=st.integers(1, 5), classes=st.integers(2, 4), hidden=st.sampled_from([3, 5]),
+       ln=st.booleans(), seed=seeds)
+def test_penalty_of_a_conditional_critic_on_its_image_part(xp_backend, n, pixels, classes, hidden, ln, seed):
+    """cgan-tutorial's critic reads [image, one-hot label]; the penalty takes the gradient with respect
+    to the image values alone (image_features), the label held fixed: its gradient, second order
+    through D, against central differences in float64."""
+    layers = [sg.Dense(pixels + classes, hidden, rng=seed), sg.LeakyReLU(0.2)]
+    layers += [sg.LayerNorm(hidden)] if ln else [sg.Dropout(0.3, seed=seed)]
+    D = _randomised(sg.Sequential(*layers, sg.Dense(hidden, 1, rng=seed + 1)), seed)
+    r = rng(seed + 2)
+    X = np.concatenate([r.standard_normal((n, pixels)), np.eye(classes)[r.integers(0, classes, n)]], axis=1)
+    D64 = D.astype(np.float64)
+    assume(_kink_margin(D64.copy(), A(X)) > KINK_MARGIN)
+    gp = sg.GradientPenalty(D64, weight=10.0, image_features=pixels)
+    atol = 1e-6 * max(1.0, abs(float(H(gp.copy().forward(A(X))[0])[0])))
+    result = gradcheck(gp, A(X), tol=TOL, atol=atol, max_elements=25, seed=seed)
+    _passes(result, {"input"} | {f"0.{k}" for k, _, _ in D64.named_parameters()}, atol)
+
+
+def test_conditional_penalty_value_is_the_image_gradient_norm_only():
+    D = _randomised(sg.Sequential(sg.Dense(6, 4, rng=0), sg.LeakyReLU(0.2), sg.Dense(4, 1, rng=1)), 0)
+    D.astype(np.float64)
+    X = A(np.concatenate([rng(1).standard_normal((3, 4)), np.eye(2)[[0, 1, 1]]], axis=1))
+    gp = sg.GradientPenalty(D, weight=10.0, image_features=4)
+    P, _ = gp.forward(X)
+    Y, cache = D.forward(X)
+    g = H(D.backward(backend.xp().ones_like(Y), cache))
+    image_norms = np.sqrt((g[:, :4] ** 2).sum(axis=1))
+    np.testing.assert_allclose(H(gp.last_norms), image_norms, rtol=1e-12)
+    np.testing.assert_allclose(float(H(P)[0]), 10.0 * np.mean((image_norms - 1.0) ** 2), rtol=1e-12)
+    assert not np.allclose(image_norms, np.sqrt((g ** 2).sum(axis=1)))       # the label part did count before
+    with pytest.raises(ValueError, match="image_features must be an integer >= 1, got 0"):
+        sg.GradientPenalty(D, image_features=0)
+    with pytest.raises(sg.ShapeError, match="image_features 7 is more than the critic's 6 input values"):
+        sg.GradientPenalty(D, image_features=7).forward(X)
+
+
 # ---------------------------------------------------------------------------- (c) the value
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_penalty_value_is_the_mean_over_samples_of_separate_input_gradients(xp_backend, dtype):

@@ -265,6 +265,7 @@ BAD_VALUES = [
     (["train", "--log-every", "0"], "--log-every"), (["train", "--sample-every", "-1"], "--sample-every"),
     (["train", "--checkpoint-every", "0"], "--checkpoint-every"), (["train", "--steps", "-5"], "--steps"),
     (["train", "--epochs", "0"], "--epochs"), (["train", "--epochs", "nan"], "--epochs"),
+    (["train", "--epochs", "1e308"], "--epochs"),   # was an OverflowError traceback
     (["train", "--batch-size", "0"], "--batch-size"), (["train", "--lr", "-1"], "--lr"),
     (["train", "--lr", "inf"], "--lr"), (["train", "--beta1", "1"], "--beta1"), (["train", "--k", "0"], "--k"),
     (["train", "--label-smoothing", "1.5"], "--label-smoothing"), (["train", "--seed", "-1"], "--seed"),
@@ -304,9 +305,10 @@ def test_sample_label_out_of_range(label, tmp_path, capsys):
 
 def test_label_on_an_unconditional_run_is_refused(tiny_run, capsys):
     for command in ("sample", "interpolate"):
-        rc, _, err = run_cli(capsys, command, tiny_run, "--label", "3")
-        assert rc == 2
-        assert_error_line(err, "--label", "unconditional")
+        for label in ("3", "flower"):      # a name too: it said "not a class of this run"
+            rc, _, err = run_cli(capsys, command, tiny_run, "--label", label)
+            assert rc == 2
+            assert_error_line(err, f"--label {label}: this run's model (mlp) is unconditional")
 
 
 def test_every_flag_has_help_text_with_its_default():
@@ -480,6 +482,18 @@ def test_inpaint_images_that_are_missing_or_not_images(tiny_run, tmp_path, capsy
                              "--out", tmp_path / "o.png")
         assert rc == 2, name
         assert_error_line(err, "--images", needle)
+
+
+def test_inpaint_mask_files_that_are_empty_or_not_arrays(tiny_run, tmp_path, capsys):
+    np.save(tmp_path / "digit.npy", np.zeros((1, 28, 28), np.float32))
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "text.npy").write_text("0,1")
+    for name in ("empty.npy", "text.npy"):
+        rc, _, err = run_cli(capsys, "inpaint", tiny_run, "--images", tmp_path / "digit.npy", "--mask", tmp_path / name,
+                             "--steps", "1", "--restarts", "1", "--out", tmp_path / "o.png")
+        assert rc == 2, name
+        assert_error_line(err, name, "not a plain NumPy array file")
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_evaluate_json_is_the_only_thing_on_stdout(tiny_run, tmp_path, capsys):

@@ -12,6 +12,7 @@ import html.parser
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -259,6 +260,17 @@ def test_interval_hook_writes_every_artefact(tmp_path, monkeypatch, steps, calls
     assert not foreign and {"report.html", "progress.gif", "monitor.png"} <= {p.name for p in ours}
 
 
+@pytest.mark.parametrize("steps", [2, 4, 5])
+def test_the_final_report_links_the_newest_checkpoint(tmp_path, steps):
+    """The step's checkpoint is saved (and older ones pruned) before report.html is written: the page
+    said "No checkpoint yet" (2 steps) or linked a pruned one (4, 5)."""
+    run = tmp_path / "run"
+    _trainer("mlp", run_dir=run, steps=steps, sample_every=2, checkpoint_every=2, keep_checkpoints=1).train()
+    assert [p.name for p in (run / "checkpoints").glob("*.json")] == [f"step_{steps:07d}.json"]
+    text = (run / "report.html").read_text()
+    assert re.findall(r'href="checkpoints/(step_\d+\.json)"', text) == [f"step_{steps:07d}.json"]
+
+
 def test_run_folder_knows_the_new_artefacts(tmp_path):
     for rel in ("monitor.png", "monitor/step_0000500.png", "progress.gif", "report.html",
                 "monitor/.step_0000500.png.abcdefgh.tmp", ".report.html.abcdefgh.tmp"):
@@ -431,6 +443,31 @@ def test_report_survives_damaged_or_missing_files(trained_run, tmp_path):
         report.write_report(tmp_path / "nothing")
 
 
+EVALUATION = {"step": 4, "n": 100, "dataset": "mnist", "judge": {"name": "mnist"},
+              "generated": {"fid": 123.456, "classifier_score": [2.5, 0.1], "precision": 0.25, "recall": 0.5,
+                            "nn_pixel_median": 5.25, "nn_feature_median": 3.5},
+              "real": {"fid": 1.5, "classifier_score": [9.8, 0.05], "nn_pixel_median": 6.0, "nn_feature_median": 4.0},
+              "memorisation": {"pixel_ratio": 0.875, "feature_ratio": 0.625}}
+
+
+def test_evaluation_section_placeholder_numbers_and_nearest_neighbours(trained_run, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    text = report.write_report(run).read_text()
+    assert "No evaluation yet: <code>scratchgan evaluate RUN_DIR</code> writes" in text and "`" not in text
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["dataset"] = "folder:pics"                 # evaluate refuses image-folder runs
+    (run / "config.json").write_text(json.dumps(config))
+    text = report.write_report(run).read_text()
+    assert "scratchgan evaluate RUN_DIR" not in text and "not runs on an image folder" in text and "`" not in text
+    (run / "evaluation.json").write_text(json.dumps(EVALUATION))
+    shutil.copy(run / "samples.png", run / "nearest_neighbours.png")
+    text = report.write_report(run).read_text()
+    assert "= 0.875 (pixels), 0.625 (the judge's features)" in text      # both ratios the CLI prints
+    parser = _check_refs(run, text)
+    assert "nearest_neighbours.png" in parser.refs
+
+
 def _browser():
     for name in ("chromium", "chromium-browser"):
         found = shutil.which(name)
@@ -462,3 +499,33 @@ def test_report_renders_in_a_headless_browser(trained_run, tmp_path):
         assert im.size == (1200, 2000)
         colours = np.asarray(im.convert("RGB"))[::10, ::10].reshape(-1, 3)
     assert len(np.unique(colours, axis=0)) > 20          # images and text, not a blank page
+
+
+def test_report_fits_a_600_pixel_window(trained_run, tmp_path):
+    """No table is wider than a 600 px window: the page's scroll width is its client width (the
+    last-logged-metrics row of 8 columns made it 694 px)."""
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no chromium or chromium-browser on PATH (nor /usr/bin/chromium)")
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    (run / "evaluation.json").write_text(json.dumps(EVALUATION))
+    text = report.write_report(run).read_text()
+    probe = run / "probe.html"      # the page, with one script that writes its widths into the DOM
+    probe.write_text(text.replace("</body>", '<script>document.body.setAttribute("data-width", '
+                                  'document.documentElement.scrollWidth + "/" + '
+                                  'document.documentElement.clientWidth)</script></body>'))
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+           "--disable-background-networking", "--disable-component-update", f"--user-data-dir={tmp_path / 'profile'}",
+           "--window-size=600,800", "--dump-dom", probe.resolve().as_uri()]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"{browser} did not dump the page within 60 s")
+    found = re.search(r'data-width="(\d+)/(\d+)"', out)
+    assert found, out[-2000:]
+    scroll, client = map(int, found.groups())
+    assert 500 < client <= 600 and scroll == client, f"the page is {scroll} px wide in a {client} px window"

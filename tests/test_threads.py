@@ -31,7 +31,12 @@ def test_set_threads_sets_the_blas_pool_and_refuses_nonsense(restore_threads):
 def test_threads_flag_and_environment(restore_threads, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("SCRATCHGAN_THREADS", "two")
     assert cli.main(["bench", "--models", "mlp", "--batch-sizes", "16", "--repeats", "1"]) == cli.EXIT_USAGE
-    assert "SCRATCHGAN_THREADS='two': expected an integer >= 1" in capsys.readouterr().err
+    assert "error: SCRATCHGAN_THREADS: expected an integer in 1..1024, got 'two'" in capsys.readouterr().err
+    for huge in ("9" * 20, "2048"):      # the range of --threads (a 20-digit count overflowed inside threadpoolctl)
+        monkeypatch.setenv("SCRATCHGAN_THREADS", huge)
+        assert cli.main(["gradcheck"]) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err == f"error: SCRATCHGAN_THREADS: expected an integer in 1..1024, got {huge}\n", err
     monkeypatch.setenv("SCRATCHGAN_THREADS", "1")
     assert cli.main(["train", "--steps", "1", "--out", str(tmp_path / "a"), "--quiet"]) == cli.EXIT_OK
     assert backend.threads() == 1

@@ -716,6 +716,14 @@ def test_g_loss_option():
     assert TrainConfig.from_dict(asdict(_cfg("mlp", k=3))) == _cfg("mlp", k=3)
 
 
+def test_epochs_are_bounded_so_the_step_count_stays_finite():
+    from scratchgan.training import MAX_EPOCHS
+    _cfg("mlp", epochs=MAX_EPOCHS).validate()
+    for bad in (1e308, MAX_EPOCHS * 1.5, math.inf):       # 1e308 epochs made total_steps() an OverflowError
+        with pytest.raises(ValueError, match=r"epochs must be a number in \(0, 1e\+06\]"):
+            _cfg("mlp", epochs=bad).validate()
+
+
 @pytest.mark.parametrize("epochs,k,expected", [(2, 1, 16), (2, 2, 8), (0.5, 1, 4), (1.1, 1, 9)])
 def test_epochs_give_the_expected_number_of_steps(epochs, k, expected):
     gan = _tiny("mlp")

@@ -96,6 +96,10 @@ def test_means_are_probabilities_only_for_bce():
 
 
 # ---------------------------------------------------------------------------- RMSprop
+def test_rmsprop_is_exported_like_adam_and_sgd():
+    assert sg.RMSprop is RMSprop and sg.Adam is sg.optim.Adam and sg.SGD is sg.optim.SGD
+
+
 def _rmsprop_reference(params, grads_per_step, lr, alpha, eps, weight_decay, momentum, centered):
     """torch.optim.RMSprop's algorithm written out per parameter, in float64."""
     p = {k: v.astype(np.float64).copy() for k, v in params.items()}
@@ -279,6 +283,28 @@ def test_the_penalty_is_in_the_d_loss_and_its_gradient_in_d_grads(monkeypatch):
     assert not np.allclose(seen["before"], seen["after"])               # the penalty added its gradient
     assert np.array_equal(seen["after"], seen["g"])                     # and D stepped with the sum
     assert float(H(out["d_loss"])) == pytest.approx(float(H(seen["w"])) + float(H(seen["v"])), rel=1e-12)
+
+
+def test_conditional_wgan_gp_interpolates_images_under_the_real_labels(monkeypatch):
+    """cgan-tutorial's critic reads [image, one-hot]: the interpolates mix the images only and keep
+    the real batch's one-hot labels (they mixed real and fake labels into fractions), and the
+    penalty's norm is the image part's (image_features)."""
+    from scratchgan.penalty import GradientPenalty
+    gan = models.cgan(g_hidden=(8,), d_hidden=(8,), seed=0)
+    labels = np.arange(64) % 10
+    cfg = TrainConfig(model="cgan-tutorial", loss="wgan-gp", steps=2, batch_size=8, **LOSS_DEFAULTS["wgan-gp"])
+    tr = Trainer(gan, _images(), labels, cfg, quiet=True)
+    assert tr.penalty.image_features == 784
+    seen, forward, real_batch = [], GradientPenalty.forward, tr._real_batch
+    batches = []
+    monkeypatch.setattr(tr, "_real_batch", lambda: (batches.append(real_batch()), batches[-1])[1])
+    monkeypatch.setattr(GradientPenalty, "forward", lambda self, x: (seen.append(H(x).copy()), forward(self, x))[1])
+    tr.train()
+    assert len(seen) == 2 * cfg.k
+    for x_hat, (x, y) in zip(seen, batches):
+        np.testing.assert_array_equal(x_hat[:, 784:], np.eye(10, dtype=np.float32)[H(y)])   # the real labels
+        lo, hi = np.minimum(H(x).reshape(8, -1), -1.0), np.maximum(H(x).reshape(8, -1), 1.0)
+        assert np.all(x_hat[:, :784] >= lo - 1e-6) and np.all(x_hat[:, :784] <= hi + 1e-6)   # images: real..fake
 
 
 def test_clipping_bounds_every_critic_weight():

@@ -30,7 +30,8 @@ from ..safeio import (MAX_IMAGE_PIXELS, PICTURE_FORMATS, UnsafeFileError, npy_he
 from .datasets import Dataset, cache_dir
 from .idx import DataError
 
-__all__ = ["image_folder", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "IMAGE_SIZES", "CACHE_VERSION"]
+__all__ = ["image_folder", "read_picture", "BadFilesError", "IMAGE_SUFFIXES", "ARRAY_SUFFIXES", "IMAGE_SIZES",
+           "CACHE_VERSION"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")   # any case
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -284,6 +285,16 @@ def _picture(entry: _Entry, channels: int, size: int, max_pixels: int = MAX_IMAG
     return _to_array(_square(im, size), channels)[None]
 
 
+def read_picture(path, channels: int, size: int) -> np.ndarray:
+    """One PNG or JPEG file decoded as image_folder decodes each of its pictures (mode, centre
+    crop, resize): (1, C, size, size) uint8. DataError when it cannot be read as an image."""
+    path = Path(path)
+    try:
+        return _picture(_Entry(path.name, path, 0, 0, False), channels, size)
+    except _BadFile as exc:
+        raise DataError(f"{path}: cannot read it as an image ({exc})") from None
+
+
 def _reason(exc: Exception, path: Path) -> str:
     """An exception's message without the file name (the listing already names the file)."""
     text = str(exc).replace(f"'{path}'", "").replace(str(path), "").strip(" :")
@@ -300,9 +311,20 @@ def _listing(root: Path, bad, what: str, total: int | None = None) -> str:
     return f"{root}: {total} {what}:\n" + "\n".join(lines)
 
 
+class BadFilesError(DataError):
+    """Files of an image folder that cannot be read as images, named with why. The message says
+    how to skip them: ``skip`` is the Python argument; the CLI gives its flag (``with_skip``)."""
+
+    def __init__(self, root: Path, bad, total: int | None = None, skip: str = "skip_bad=True"):
+        self.root, self.bad, self.total = root, bad, total
+        super().__init__(_listing(root, bad, f"file(s) could not be read as images (pass {skip} to skip them)", total))
+
+    def with_skip(self, skip: str) -> "BadFilesError":
+        return BadFilesError(self.root, self.bad, self.total, skip)
+
+
 def _bad_error(root: Path, bad, total: int | None = None) -> DataError:
-    return DataError(_listing(root, bad, "file(s) could not be read as images "
-                                          "(pass skip_bad=True to skip them)", total))
+    return BadFilesError(root, bad, total)
 
 
 def _fill(out, entries, channels: int, size: int, progress: bool, skip_bad: bool, release=None,

@@ -1,7 +1,7 @@
-"""Inverted dropout: in train mode each value is kept with probability 1 - p and
-scaled by 1 / (1 - p), so E[Y] = X; in eval mode the layer is the identity.
+"""Inverted dropout: in train mode each value is kept with probability q, the keep probability
+1 - p quantised as below, and scaled by 1 / q, so E[Y] = X; in eval mode the layer is the identity.
 
-    Y = X * M / (1 - p),  M ~ Bernoulli(1 - p)        dX = dY * M / (1 - p)
+    Y = X * M / q,  M ~ Bernoulli(q),  q = (65536 - t) / 65536,  t = round(65536 p)      dX = dY * M / q
 
 The mask keeps a value where a uniform 16-bit integer r (backend.random_uint16: four per
 64-bit output of the generator, a quarter of the draws of one float per value) is at least
@@ -14,7 +14,7 @@ exactly the masks it would have drawn, on either backend. In a data-parallel run
 distributed.py) each rank draws its rows of the global batch's mask, the masks of one process.
 (Until 2026-12-01 the mask compared one float32 uniform per value with p: other masks.)
 
-Double backward (docs/double-backward.md): ddY = ddX * M / (1 - p) with the same mask.
+Double backward (docs/double-backward.md): ddY = ddX * M / q with the same mask.
 """
 from __future__ import annotations
 
