@@ -5,6 +5,7 @@
     scratchgan interpolate runs/dcgan --mode slerp
     scratchgan inpaint runs/cgan --mask bottom --data-dir ../shared/data/mnist
     scratchgan evaluate runs/dcgan --data-dir ../shared/data/mnist
+    scratchgan judge train --dataset folder:~/pictures --channels 3 --image-size 32
     scratchgan gradcheck
     scratchgan bench
 
@@ -968,8 +969,9 @@ def build_parser():
     _add_backend(b)
     b.set_defaults(func=cmd_bench)
 
-    e = sub.add_parser("evaluate", help="score a run with the judge: FID, classifier score, precision/recall, "
-                                        "memorisation, next to real-data ceilings")
+    e = sub.add_parser("evaluate", help="score a run with a judge (shipped for MNIST/Fashion-MNIST, else trained on "
+                                        "the run's data and cached): FID, KID, precision/recall, density/coverage, "
+                                        "memorisation, with error bars, next to real data and noise")
     e.add_argument("run_dir", type=_path)
     e.add_argument("--n", type=_integer(10, 100000), default=10000,
                    help="generated samples (cgan: n/10 per class) (default: 10000)")
