@@ -116,8 +116,9 @@ def _progress_bar(total: int, enabled: bool):
     bar = tqdm(total=total, desc="training the judge", unit="step", dynamic_ncols=True, leave=False)
 
     def update(step):
-        bar.n = step
-        bar.refresh() if step == total or step % 20 == 0 else None
+        if step == total or step % 20 == 0:   # a refresh every step would cost more than a small step
+            bar.n = step
+            bar.refresh()
     return update, bar.close
 
 
