@@ -276,23 +276,27 @@ def kth_nn_radii(features, k: int = 3, chunk: int = 500):
     return d[:, k]
 
 
-def _ball_counts(real, fake, radii_real, radii_fake=None, chunk: int = 500):
+def _ball_counts(real, fake, radii_real, radii_fake=None, chunk: int = 500, radii_real2=None):
     """One chunked pass over the (fake, real) distances: per fake item the number of real balls
-    (radius ``radii_real``) it lies in, and per real item whether it lies in any fake ball
-    (``radii_fake``) and whether any fake lies in its own ball."""
+    (radius ``radii_real``) it lies in, per real item whether it lies in any fake ball
+    (``radii_fake``), and whether any fake lies in its own ball. ``radii_real2``: the counts and
+    "covered" flags for a second set of real radii too, from the same distances (appended)."""
     xp = backend.array_module(real, fake)
     real_sq = (real * real).sum(axis=1)
-    counts = xp.zeros(len(fake), dtype=xp.int64)
+    radii = [radii_real] + ([radii_real2] if radii_real2 is not None else [])
+    counts = [xp.zeros(len(fake), dtype=xp.int64) for _ in radii]
+    covered = [xp.zeros(len(real), dtype=bool) for _ in radii]
     in_fake = xp.zeros(len(real), dtype=bool)
-    covered = xp.zeros(len(real), dtype=bool)
     for i, j in _chunks(len(fake), chunk):
         d = xp.sqrt(pairwise_sq_distances(fake[i:j], real, real_sq))        # (chunk, N_real)
-        inside = d <= radii_real[None, :]
-        counts[i:j] = inside.sum(axis=1)
-        covered |= inside.any(axis=0)
+        for r, c, cov in zip(radii, counts, covered):
+            inside = d <= r[None, :]
+            c[i:j] = inside.sum(axis=1)
+            cov |= inside.any(axis=0)
         if radii_fake is not None:
             in_fake |= (d <= radii_fake[i:j, None]).any(axis=0)
-    return counts, in_fake, covered
+    out = (counts[0], in_fake, covered[0])
+    return out + (counts[1], covered[1]) if radii_real2 is not None else out
 
 
 def density_coverage(real_feats, fake_feats, k: int = 5, chunk: int = 500, real_radii=None,
@@ -420,8 +424,8 @@ def _distance_scores(f, real, k: int, seed: int) -> dict:
     fid_v, fid_s = fid_bootstrap(f, real["stats_test"], FID_RESAMPLES, seed)
     f64 = _as_float64(f)
     ref = real["f_test64"]
-    counts_pr, real_in, _ = _ball_counts(ref, f64, real["radii_pr"], kth_nn_radii(f64, k))
-    counts_dc, _, covered = _ball_counts(ref, f64, real["radii_dc"])
+    counts_pr, real_in, _, counts_dc, covered = _ball_counts(ref, f64, real["radii_pr"], kth_nn_radii(f64, k),
+                                                             radii_real2=real["radii_dc"])
     fake_in = backend.to_numpy(counts_pr > 0)
     real_in, counts_dc, covered = (backend.to_numpy(a) for a in (real_in, counts_dc, covered))
     return {

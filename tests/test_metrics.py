@@ -378,3 +378,19 @@ def test_check_judgeable_names_the_shapes_a_judge_can_be_made_for():
     for shape in [(2, 28, 28), (1, 30, 30), (3, 32, 16)]:
         with pytest.raises(ValueError, match="a judge can be made for 1 or 3 channels of 28, 32 or 64"):
             metrics.check_judgeable(SimpleNamespace(image_shape=shape))
+
+
+def test_evaluation_scores_equal_the_public_metrics():
+    """evaluate_run's one-pass scores (precision/recall and density/coverage from the same
+    distances, FID and KID with their spreads) are the public functions' numbers."""
+    rng = np.random.default_rng(0)
+    ref, fake = rng.standard_normal((60, 5)), rng.standard_normal((80, 5)) * 1.3 + 0.2
+    d, _ = metrics.nearest_neighbour_distances(ref, ref, k=6)
+    real = dict(f_test=ref, f_test64=ref, stats_test=metrics.gaussian_stats(ref), radii_pr=d[:, 3], radii_dc=d[:, 5])
+    got = metrics._distance_scores(fake, real, 3, seed=0)
+    pr, dc = metrics.precision_recall_knn(ref, fake, k=3), metrics.density_coverage(ref, fake, k=5)
+    for key, value in {**pr, **dc}.items():
+        if key != "k":
+            assert got[key] == pytest.approx(value), key
+    assert got["fid"] == pytest.approx(metrics.fid(fake, ref)) and got["kid"] == list(metrics.kid(fake, ref, seed=0))
+    assert all(got[key + "_std"] > 0 for key in ("fid", "precision", "recall", "density", "coverage"))
