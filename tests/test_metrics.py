@@ -384,7 +384,7 @@ def test_evaluation_scores_equal_the_public_metrics():
     """evaluate_run's one-pass scores (precision/recall and density/coverage from the same
     distances, FID and KID with their spreads) are the public functions' numbers."""
     rng = np.random.default_rng(0)
-    ref, fake = rng.standard_normal((60, 5)), rng.standard_normal((80, 5)) * 1.3 + 0.2
+    ref, fake = rng.standard_normal((60, 5)), rng.standard_normal((80, 5)) * 1.3 + 1.0
     d, _ = metrics.nearest_neighbour_distances(ref, ref, k=6)
     real = dict(f_test=ref, f_test64=ref, stats_test=metrics.gaussian_stats(ref), radii_pr=d[:, 3], radii_dc=d[:, 5])
     got = metrics._distance_scores(fake, real, 3, seed=0)
