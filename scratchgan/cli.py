@@ -623,7 +623,8 @@ def cmd_judge(args):
         from . import data
         ds = data.load_dataset(args.dataset, split="train", data_dir=args.data_dir, progress=not args.quiet)
     progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    command = f"scratchgan judge train --dataset {args.dataset} --channels {args.channels} --image-size {args.image_size}"
+    command = (f"scratchgan judge train --dataset {args.dataset} --channels {args.channels} "
+               f"--image-size {args.image_size}")
     judge, _ = judge_for_dataset(ds, seed=args.seed, progress=progress, bar=not args.quiet, command=command,
                                  retrain=args.retrain)
     print(json.dumps(describe(judge), indent=2))
@@ -997,7 +998,8 @@ def build_parser():
     jt.add_argument("--dataset", required=True, type=_path,
                     help="folder:PATH (a subfolder per class: a classifier; none: a rotation predictor) or a "
                          "data set name")
-    jt.add_argument("--channels", type=int, choices=[1, 3], default=3, help="folder:PATH: grey (1) or RGB (3) (default: 3)")
+    jt.add_argument("--channels", type=int, choices=[1, 3], default=3,
+                    help="folder:PATH: grey (1) or RGB (3) (default: 3)")
     jt.add_argument("--image-size", type=int, choices=[28, 32, 64], default=32,
                     help="folder:PATH: the run's image size (default: 32)")
     jt.add_argument("--data-dir", default=None, type=_path, help="a named data set's folder (as for train)")

@@ -217,7 +217,8 @@ def build_judge(seed: int = 0, channels=(32, 64), hidden: int = 128, dropout: fl
     layers.append(Dense(hidden, num_classes, init=init, rng=rng, dtype=dtype))
     arch = dict(channels=[int(ch) for ch in channels], hidden=int(hidden), dropout=float(dropout),
                 num_classes=int(num_classes))
-    if (tuple(int(d) for d in image_shape), kernel, task) != ((1, 28, 28), 5, "classes"):   # the shipped judges' .json stay as they are
+    # recorded only where they differ from the shipped judges', whose .json stay as they are
+    if (tuple(int(d) for d in image_shape), kernel, task) != ((1, 28, 28), 5, "classes"):
         arch.update(image_shape=[c_in, size, width], kernel=int(kernel), task=task)
     return Judge(Sequential(*layers), arch)
 

@@ -761,7 +761,8 @@ def format_report(result: dict) -> str:
         (f"density (k={g.get('k_dc', K_DC)})", f(g, "density"), f(r, "density") + "  (train)", f(nz, "density")),
         (f"coverage (k={g.get('k_dc', K_DC)})", f(g, "coverage"), f(r, "coverage") + "  (train)", f(nz, "coverage")),
         ("median NN dist to train, pixels", f(g, "nn_pixel_median"), f(r, "nn_pixel_median") + "  (reference)", "-"),
-        ("median NN dist to train, features", f(g, "nn_feature_median"), f(r, "nn_feature_median") + "  (reference)", "-"),
+        ("median NN dist to train, features", f(g, "nn_feature_median"),
+         f(r, "nn_feature_median") + "  (reference)", "-"),
     ]
     if "label_accuracy" in g:
         la = g["label_accuracy"]
