@@ -394,3 +394,14 @@ def test_evaluation_scores_equal_the_public_metrics():
             assert got[key] == pytest.approx(value), key
     assert got["fid"] == pytest.approx(metrics.fid(fake, ref)) and got["kid"] == list(metrics.kid(fake, ref, seed=0))
     assert all(got[key + "_std"] > 0 for key in ("fid", "precision", "recall", "density", "coverage"))
+
+
+def test_pixel_neighbours_of_uint8_training_images_are_in_unit_pixels():
+    """Folder runs keep their training images uint8; memorisation distances are still in [0, 1] pixels."""
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (30, 3, 4, 4), dtype=np.uint8)
+    query = rng.random((7, 3, 4, 4)).astype(np.float32)
+    d8, i8 = metrics._pixel_nn(query, train, 2)
+    d, i = metrics._pixel_nn(query, train.astype(np.float32) / 255, 2)
+    np.testing.assert_allclose(d8, d, rtol=1e-5)
+    np.testing.assert_array_equal(i8, i)
