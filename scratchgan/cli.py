@@ -5,6 +5,7 @@
     scratchgan interpolate runs/dcgan --mode slerp
     scratchgan inpaint runs/cgan --mask bottom --data-dir ../shared/data/mnist
     scratchgan evaluate runs/dcgan --data-dir ../shared/data/mnist
+    scratchgan judge train --dataset folder:~/pictures --channels 3 --image-size 32
     scratchgan gradcheck
     scratchgan bench
 
@@ -640,10 +641,34 @@ def cmd_evaluate(args):
     # progress goes to stderr, so that stdout holds only the report (or only the JSON)
     progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = metrics.evaluate_run(args.run_dir, n=args.n, seed=args.seed, batch=args.batch, data_dir=args.data_dir,
-                                  n_real=args.n_real, progress=progress, use_ema=not args.no_ema)
+                                  n_real=args.n_real, progress=progress, use_ema=not args.no_ema,
+                                  dataset=args.dataset)
     from .report import write_report
     write_report(args.run_dir)      # report.html gains the evaluation numbers
     print(json.dumps(result, indent=2) if args.json else metrics.format_report(result))
+    return EXIT_OK
+
+
+def cmd_judge(args):
+    """judge train: train (or find in the cache) the judge of a data set, as evaluate would."""
+    from .dataset_judge import describe, judge_for_dataset
+    _use_backend(args, heavy=True)
+    if args.dataset.startswith(FOLDER):
+        from . import data
+        path = args.dataset[len(FOLDER):]
+        if not path:
+            raise UsageError("--dataset folder:PATH: give the folder, e.g. --dataset folder:~/pictures")
+        ds = data.image_folder(Path(path).expanduser(), channels=args.channels, image_size=args.image_size,
+                               skip_bad=True, progress=not args.quiet)
+    else:
+        from . import data
+        ds = data.load_dataset(args.dataset, split="train", data_dir=args.data_dir, progress=not args.quiet)
+    progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    command = (f"scratchgan judge train --dataset {args.dataset} --channels {args.channels} "
+               f"--image-size {args.image_size}")
+    judge, _ = judge_for_dataset(ds, seed=args.seed, progress=progress, bar=not args.quiet, command=command,
+                                 retrain=args.retrain)
+    print(json.dumps(describe(judge), indent=2))
     return EXIT_OK
 
 
@@ -994,8 +1019,9 @@ def build_parser():
     _add_backend(b)
     b.set_defaults(func=cmd_bench)
 
-    e = sub.add_parser("evaluate", help="score a run with the judge: FID, classifier score, precision/recall, "
-                                        "memorisation, next to real-data ceilings")
+    e = sub.add_parser("evaluate", help="score a run with a judge (shipped for MNIST/Fashion-MNIST, else trained on "
+                                        "the run's data and cached): FID, KID, precision/recall, density/coverage, "
+                                        "memorisation, with error bars, next to real data and noise")
     e.add_argument("run_dir", type=_path)
     e.add_argument("--n", type=_integer(10, 100000), default=10000,
                    help="generated samples (cgan: n/10 per class) (default: 10000)")
@@ -1009,8 +1035,28 @@ def build_parser():
     e.add_argument("--quiet", action="store_true", help="no progress lines")
     e.add_argument("--no-ema", action="store_true",
                    help="use G's last weights, not their moving average (when the run kept one)")
+    e.add_argument("--dataset", default=None, type=_path,
+                   help="the run's training data, when it is not where the run recorded it (e.g. folder:PATH "
+                        "after the folder moved) (default: the run's)")
     _add_backend(e)
     e.set_defaults(func=cmd_evaluate)
+
+    j = sub.add_parser("judge", help="the judge of a data set: a small net trained on it, cached by its checksum")
+    jsub = j.add_subparsers(dest="judge_command", required=True, parser_class=_Parser)
+    jt = jsub.add_parser("train", help="train the judge evaluate uses for a data set (or find it in the cache)")
+    jt.add_argument("--dataset", required=True, type=_path,
+                    help="folder:PATH (a subfolder per class: a classifier; none: a rotation predictor) or a "
+                         "data set name")
+    jt.add_argument("--channels", type=int, choices=[1, 3], default=3,
+                    help="folder:PATH: grey (1) or RGB (3) (default: 3)")
+    jt.add_argument("--image-size", type=int, choices=[28, 32, 64], default=32,
+                    help="folder:PATH: the run's image size (default: 32)")
+    jt.add_argument("--data-dir", default=None, type=_path, help="a named data set's folder (as for train)")
+    jt.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0, help="(default: 0)")
+    jt.add_argument("--retrain", action="store_true", help="train again even when the cache holds this judge")
+    jt.add_argument("--quiet", action="store_true", help="no progress bar or lines")
+    _add_backend(jt)
+    jt.set_defaults(func=cmd_judge)
     return p
 
 

@@ -13,7 +13,15 @@ computed on the arrays' own backend (NumPy or CuPy) in chunks, so memory stays b
     class_histogram    share of samples per predicted class, the smallest share, KL(hist || uniform)
     label_accuracy     conditional GANs: does the judge read the label that was asked for?
     precision_recall_knn   improved precision and recall (Kynkaanniemi et al. 2019)
+    density_coverage   density and coverage (Naeem et al. 2020): k-NN balls around REAL items only
+    kid                kernel inception distance (Binkowski et al. 2018): the unbiased MMD^2 with
+                       the kernel (x.y / d + 1)^3, mean and std over random subsets
+    bootstrap_std      the spread of a mean (or of FID) over resamples: the error bars
     nearest_neighbour_distances   memorisation: how close samples lie to training images
+
+Every run is scored: MNIST / Fashion-MNIST runs by the shipped judges against the official test
+set, every other run (image folders, other data sets) by a judge trained on the run's own data
+(``scratchgan.dataset_judge``) against the 20% of that data the judge never saw.
 """
 from __future__ import annotations
 
@@ -29,7 +37,8 @@ from . import backend
 __all__ = ["gaussian_stats", "frechet_distance", "fid", "classifier_score", "class_histogram",
            "label_accuracy", "pairwise_sq_distances", "kth_nn_radii", "precision_recall_knn",
            "nearest_neighbour_distances", "real_reference", "check_judgeable", "evaluate_run", "format_report",
-           "EvaluationDataMissing"]
+           "EvaluationDataMissing", "mmd2_unbiased", "kid", "density_coverage", "bootstrap_std", "fid_bootstrap",
+           "cluster_histogram"]
 
 
 # --------------------------------------------------------------------------- Frechet distance
@@ -85,6 +94,62 @@ def fid(features_a, features_b) -> float:
     return frechet_distance(*gaussian_stats(features_a), *gaussian_stats(features_b))
 
 
+def fid_bootstrap(features, ref_stats, resamples: int = 20, seed: int = 0):
+    """(FID, std of FID over ``resamples`` bootstrap resamples of ``features``) against fixed
+    reference statistics (mu, sigma): how much the number moves with the draw of the samples."""
+    f = _host64(features)
+    value = frechet_distance(*gaussian_stats(f), *ref_stats)
+    rng = np.random.default_rng([seed, 7])
+    draws = [frechet_distance(*gaussian_stats(f[rng.integers(0, len(f), len(f))]), *ref_stats)
+             for _ in range(resamples)]
+    return value, float(np.std(draws, ddof=1)) if resamples > 1 else 0.0
+
+
+def bootstrap_std(values, resamples: int = 200, seed: int = 0) -> float:
+    """Standard deviation of the mean of ``values`` (N,) over bootstrap resamples (vectorised)."""
+    v = np.asarray(backend.to_numpy(values), np.float64).ravel()
+    if v.size < 2:
+        return 0.0
+    rng = np.random.default_rng([seed, 8])
+    means = np.stack([v[rng.integers(0, v.size, v.size)].mean() for _ in range(resamples)]) \
+        if v.size * resamples > 5e7 else v[rng.integers(0, v.size, (resamples, v.size))].mean(axis=1)
+    return float(np.std(means, ddof=1))
+
+
+# --------------------------------------------------------------------------- kernel distance
+
+def _poly_kernel(a, b, d):
+    return (a @ b.T / d + 1.0) ** 3
+
+
+def mmd2_unbiased(x, y) -> float:
+    """The unbiased estimator of MMD^2 with the cubic polynomial kernel k(a, b) = (a.b / d + 1)^3:
+
+        1/(m(m-1)) sum_{i != j} k(x_i, x_j) + 1/(n(n-1)) sum_{i != j} k(y_i, y_j) - 2/(mn) sum_{i,j} k(x_i, y_j)
+
+    (Binkowski et al. 2018, eq. 3, the kernel of KID). Float64 on the host."""
+    x, y = _host64(x), _host64(y)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or len(x) < 2 or len(y) < 2:
+        raise ValueError(f"mmd2_unbiased: expected (m >= 2, d) and (n >= 2, d) features, got {x.shape}, {y.shape}")
+    d, m, n = x.shape[1], len(x), len(y)
+    kxx, kyy, kxy = _poly_kernel(x, x, d), _poly_kernel(y, y, d), _poly_kernel(x, y, d)
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2.0 * kxy.mean())
+
+
+def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0):
+    """Kernel Inception Distance: ``mmd2_unbiased`` on ``subsets`` random subsets of
+    m = min(subset_size, N_a // 2, N_b // 2) items of each set (drawn without replacement: at most
+    half of a set, so that the subsets differ and their std means something); (mean, std) over
+    them. Unbiased at any sample size, so small runs compare fairly; can be slightly negative."""
+    a, b = _host64(features_a), _host64(features_b)
+    m = max(2, min(subset_size, len(a) // 2, len(b) // 2))
+    rng = np.random.default_rng([seed, 9])
+    vals = [mmd2_unbiased(a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)])
+            for _ in range(subsets)]
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if subsets > 1 else 0.0
+
+
 # --------------------------------------------------------------------------- classifier statistics
 
 def classifier_score(probs, splits: int = 10):
@@ -105,11 +170,14 @@ def classifier_score(probs, splits: int = 10):
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def class_histogram(pred_labels, num_classes: int) -> dict:
-    """Shares of the predicted classes: {"shares": [K], "min_share", "min_class", "kl_uniform"}.
+def class_histogram(pred_labels, num_classes: int, reference=None) -> dict:
+    """Shares of the predicted classes: {"shares": [K], "min_share", "min_class", "kl_uniform"}
+    (+ "tv_reference" when ``reference`` shares are given).
 
     kl_uniform = KL(hist || uniform) = sum_k h_k log(K h_k) (0 log 0 = 0): 0 when every class
-    is equally common, log K when all samples fall into one class.
+    is equally common, log K when all samples fall into one class. tv_reference = 1/2 sum_k
+    |h_k - r_k|, the share of samples that would have to change class to match the reference's
+    histogram (unbalanced classes, or clusters): 0 to 1.
     """
     pred = np.asarray(backend.to_numpy(pred_labels)).astype(np.int64).ravel()
     if pred.size == 0:
@@ -117,8 +185,11 @@ def class_histogram(pred_labels, num_classes: int) -> dict:
     h = np.bincount(pred, minlength=num_classes)[:num_classes] / pred.size
     nz = h > 0
     kl = float((h[nz] * np.log(num_classes * h[nz])).sum())
-    return {"shares": [float(v) for v in h], "min_share": float(h.min()), "min_class": int(h.argmin()),
-            "kl_uniform": kl}
+    out = {"shares": [float(v) for v in h], "min_share": float(h.min()), "min_class": int(h.argmin()),
+           "kl_uniform": kl}
+    if reference is not None:
+        out["tv_reference"] = float(0.5 * np.abs(h - np.asarray(reference, np.float64)).sum())
+    return out
 
 
 def label_accuracy(pred, target, num_classes: int | None = None) -> dict:
@@ -205,6 +276,49 @@ def kth_nn_radii(features, k: int = 3, chunk: int = 500):
     return d[:, k]
 
 
+def _ball_counts(real, fake, radii_real, radii_fake=None, chunk: int = 500, radii_real2=None):
+    """One chunked pass over the (fake, real) distances: per fake item the number of real balls
+    (radius ``radii_real``) it lies in, per real item whether it lies in any fake ball
+    (``radii_fake``), and whether any fake lies in its own ball. ``radii_real2``: the counts and
+    "covered" flags for a second set of real radii too, from the same distances (appended)."""
+    xp = backend.array_module(real, fake)
+    real_sq = (real * real).sum(axis=1)
+    radii = [radii_real] + ([radii_real2] if radii_real2 is not None else [])
+    counts = [xp.zeros(len(fake), dtype=xp.int64) for _ in radii]
+    covered = [xp.zeros(len(real), dtype=bool) for _ in radii]
+    in_fake = xp.zeros(len(real), dtype=bool)
+    for i, j in _chunks(len(fake), chunk):
+        d = xp.sqrt(pairwise_sq_distances(fake[i:j], real, real_sq))        # (chunk, N_real)
+        for r, c, cov in zip(radii, counts, covered):
+            inside = d <= r[None, :]
+            c[i:j] = inside.sum(axis=1)
+            cov |= inside.any(axis=0)
+        if radii_fake is not None:
+            in_fake |= (d <= radii_fake[i:j, None]).any(axis=0)
+    out = (counts[0], in_fake, covered[0])
+    return out + (counts[1], covered[1]) if radii_real2 is not None else out
+
+
+def density_coverage(real_feats, fake_feats, k: int = 5, chunk: int = 500, real_radii=None,
+                     per_item: bool = False) -> dict:
+    """Density and coverage (Naeem et al. 2020), with B(x, r) the ball around real item x_i of
+    radius r_i = distance to its k-th nearest real neighbour:
+
+        density  = 1/(k M) sum_j sum_i 1[y_j in B(x_i, r_i)]     (1 when fakes are as dense as reals)
+        coverage = 1/N sum_i 1[exists j: y_j in B(x_i, r_i)]     (share of real balls holding a fake)
+
+    Only real balls are used, so a few outlying fakes cannot inflate either (unlike recall).
+    ``per_item``: also the per-fake counts and per-real indicators (for error bars)."""
+    real, fake = _as_float64(real_feats), _as_float64(fake_feats)
+    xp = backend.array_module(real, fake)
+    r_real = kth_nn_radii(real, k, chunk) if real_radii is None else xp.asarray(real_radii, dtype=xp.float64)
+    counts, _, covered = _ball_counts(real, fake, r_real, None, chunk)
+    out = {"density": float(counts.mean()) / k, "coverage": float(covered.mean()), "k": k}
+    if per_item:
+        out.update(counts=backend.to_numpy(counts), covered=backend.to_numpy(covered))
+    return out
+
+
 def precision_recall_knn(real_feats, fake_feats, k: int = 3, chunk: int = 500, real_radii=None) -> dict:
     """Improved precision and recall (Kynkaanniemi et al. 2019).
 
@@ -218,14 +332,8 @@ def precision_recall_knn(real_feats, fake_feats, k: int = 3, chunk: int = 500, r
     xp = backend.array_module(real, fake)
     r_real = kth_nn_radii(real, k, chunk) if real_radii is None else xp.asarray(real_radii, dtype=xp.float64)
     r_fake = kth_nn_radii(fake, k, chunk)
-    real_sq = (real * real).sum(axis=1)
-    fake_in = xp.zeros(len(fake), dtype=bool)
-    real_in = xp.zeros(len(real), dtype=bool)
-    for i, j in _chunks(len(fake), chunk):
-        d = xp.sqrt(pairwise_sq_distances(fake[i:j], real, real_sq))        # (chunk, N_real)
-        fake_in[i:j] = (d <= r_real[None, :]).any(axis=1)
-        real_in |= (d <= r_fake[i:j, None]).any(axis=0)
-    return {"precision": float(fake_in.mean()), "recall": float(real_in.mean()), "k": k}
+    counts, real_in, _ = _ball_counts(real, fake, r_real, r_fake, chunk)
+    return {"precision": float((counts > 0).mean()), "recall": float(real_in.mean()), "k": k}
 
 
 # --------------------------------------------------------------------------- evaluate a run
@@ -282,29 +390,127 @@ def _nn_grid(path, queries, train_images, nn_idx, nn_dist, rows=8, neighbours=5)
     chosen = np.concatenate([closest, np.asarray(rest, dtype=np.int64)])
     idx = backend.to_numpy(nn_idx)
     q, t = backend.to_numpy(queries), backend.to_numpy(train_images)
+    t = t.astype(np.float32) / 255 if t.dtype == np.uint8 else t
     tiles = []
     for i in chosen:
         tiles.append(q[i])
-        tiles.extend(t[idx[i, :neighbours]])
+        tiles.extend(t[idx[i, :neighbours]].reshape(-1, *q.shape[1:]))
     save_grid(np.stack(tiles), path, nrow=1 + neighbours, output="sigmoid")
     return [int(i) for i in chosen]
+
+
+K_DC = 5            # density/coverage: k of the real balls (Naeem et al. 2020 use 5)
+FID_RESAMPLES = 20  # bootstrap resamples for FID's error bar
+MIN_REFERENCE = 10  # real reference images needed for k-NN metrics and KID
+
+
+def _unit(x):
+    """uint8 pixels -> float32 in [0, 1]; float images unchanged (on their backend)."""
+    return x.astype(np.float32) * np.float32(1 / 255) if x.dtype == np.uint8 else x
+
+
+def _pixel_nn(query, train, k):
+    """Nearest training images in pixel space ([0, 1] units); uint8 training images stay uint8
+    (read a chunk at a time by nearest_neighbour_distances), the queries are scaled to match."""
+    if train.dtype == np.uint8:
+        d, i = nearest_neighbour_distances(_unit(query) * 255.0, train, k=k)
+        return d / 255.0, i
+    return nearest_neighbour_distances(_unit(query), train, k=k)
+
+
+def _distance_scores(f, real, k: int, seed: int) -> dict:
+    """FID (with its bootstrap std), KID (mean, std over subsets), precision/recall and
+    density/coverage (with bootstrap stds) of one feature set against the real reference."""
+    fid_v, fid_s = fid_bootstrap(f, real["stats_test"], FID_RESAMPLES, seed)
+    f64 = _as_float64(f)
+    ref = real["f_test64"]
+    counts_pr, real_in, _, counts_dc, covered = _ball_counts(ref, f64, real["radii_pr"], kth_nn_radii(f64, k),
+                                                             radii_real2=real["radii_dc"])
+    fake_in = backend.to_numpy(counts_pr > 0)
+    real_in, counts_dc, covered = (backend.to_numpy(a) for a in (real_in, counts_dc, covered))
+    return {
+        "fid": fid_v, "fid_std": fid_s,
+        "kid": list(kid(f, real["f_test"], seed=seed)),
+        "precision": float(fake_in.mean()), "precision_std": bootstrap_std(fake_in, seed=seed),
+        "recall": float(real_in.mean()), "recall_std": bootstrap_std(real_in, seed=seed),
+        "density": float(counts_dc.mean()) / K_DC, "density_std": bootstrap_std(counts_dc, seed=seed) / K_DC,
+        "coverage": float(covered.mean()), "coverage_std": bootstrap_std(covered, seed=seed),
+        "k": k, "k_dc": K_DC,
+    }
+
+
+def _label_scores(f, logits, judge, real, splits: int) -> dict:
+    """A classifier judge: classifier score and the histogram of predicted classes. A rotation
+    judge: the histogram of the nearest k-means cluster of the features (its unlabelled analogue).
+    Both histograms carry tv_reference, the total variation distance to the real reference's."""
+    ref_hist = real.get("hist_test")
+    if judge.task == "classes":
+        p = _softmax_host(logits)
+        return {"classifier_score": classifier_score(p, min(splits, len(p))),
+                "class_histogram": class_histogram(p.argmax(axis=1), judge.num_classes, ref_hist)}
+    from .dataset_judge import cluster_of
+    centroids = judge.extra["cluster_centroids"]
+    return {"cluster_histogram": class_histogram(cluster_of(centroids, f), len(centroids), ref_hist)}
+
+
+def _reference(judge, x_test, y_test, x_train, *, batch, k, splits, nn_queries, seed, say) -> dict:
+    """Features, radii and the real and noise numbers of a reference (x_test) and training set."""
+    n_test = len(x_test)
+    if n_test < MIN_REFERENCE:
+        raise ValueError(f"evaluate: the real reference holds {n_test} images; at least {MIN_REFERENCE} are needed "
+                         f"(a data set of at least {MIN_REFERENCE * 5} images, of which 20% are held out)")
+    say(f"reference: features of {n_test:,} real reference and {len(x_train):,} training images")
+    f_test, logits_test = judge.features_and_logits(x_test, batch)
+    f_train = judge.features(x_train, batch)
+    f_test64 = _as_float64(f_test)
+    d, _ = nearest_neighbour_distances(f_test64, f_test64, k=min(max(k, K_DC) + 1, n_test))
+    real = dict(x_train=x_train, f_test=f_test, f_train=f_train, f_test64=f_test64, stats_test=gaussian_stats(f_test),
+                radii_pr=d[:, min(k, n_test - 1)], radii_dc=d[:, min(K_DC, n_test - 1)])
+    test_labels = _label_scores(f_test, logits_test, judge, real, splits)
+    hist = test_labels.get("class_histogram") or test_labels["cluster_histogram"]
+    real["hist_test"] = hist["shares"]
+    test_labels = _label_scores(f_test, logits_test, judge, real, splits)   # now with its own tv_reference (0)
+    if judge.task == "classes":
+        accuracy = float(np.mean(_host64(logits_test).argmax(axis=1) == np.asarray(backend.to_numpy(y_test))))
+    else:
+        from .judge import rotation_accuracy
+        accuracy = rotation_accuracy(judge, x_test, seed)
+    noise = backend.random_generator(backend.xp(), seed + 12345, 0).random(x_test.shape, dtype=np.float32)
+    f_noise, logits_noise = judge.features_and_logits(noise, batch)
+    nq = min(nn_queries, n_test)
+    nn_pix_test, _ = _pixel_nn(x_test[:nq], x_train, 1)
+    nn_feat_test, _ = nearest_neighbour_distances(f_test[:nq], f_train, k=1)
+    say("reference: real and noise numbers")
+    real.update(
+        n_test=n_test, n_train=len(x_train), n_nn=nq,
+        summary={
+            **_distance_scores(f_train[:n_test], real, k, seed),
+            **test_labels,
+            "judge_accuracy": accuracy,
+            "nn_pixel_median": float(np.median(backend.to_numpy(nn_pix_test))),
+            "nn_feature_median": float(np.median(backend.to_numpy(nn_feat_test))),
+        },
+        noise={**_distance_scores(f_noise, real, k, seed), **_label_scores(f_noise, logits_noise, judge, real, splits)},
+    )
+    return real
 
 
 def real_reference(dataset: str = "mnist", data_dir=None, judge=None, batch: int = 500, k: int = 3,
                    splits: int = 10, n_real: int | None = None, nn_queries: int = 2000, classes=None,
                    seed: int = 0, progress=None) -> dict:
-    """The real-data ceilings and the noise floor that ``evaluate_run`` prints beside a GAN's numbers.
+    """The real-data floor and the noise ceiling that ``evaluate_run`` prints beside an MNIST or
+    Fashion-MNIST GAN's numbers, with the shipped judge.
 
     With the official test images as the reference (the first ``n_real``; all 10,000 by default):
-    ``summary`` holds the same metrics for real data (FID of the training images vs the test
-    images: the floor a perfect generator could reach with this many samples; classifier score
-    and class histogram of the test images; precision/recall of train vs test; the test images'
-    median nearest-neighbour distance to the training set; the judge's test accuracy), and
-    ``noise`` the FID and classifier score of uniform-noise images U[0, 1]. FID and precision/
-    recall use as many training images as test images (the first ones), so that the real
-    numbers have the sample size of a 10,000-sample GAN evaluation; the nearest-neighbour
-    (memorisation) distances use the whole training set. The arrays needed to
-    score generated samples are kept too. Cached in memory per arguments (one entry).
+    ``summary`` holds the same metrics for real data (FID, KID, precision/recall and density/
+    coverage of the training images vs the test images: the floor a perfect generator could reach
+    with this many samples; classifier score and class histogram of the test images; the test
+    images' median nearest-neighbour distance to the training set; the judge's test accuracy), and
+    ``noise`` the same for uniform-noise images U[0, 1]. The distance metrics use as many training
+    images as test images (the first ones), so that the real numbers have the sample size of a
+    10,000-sample GAN evaluation; the nearest-neighbour (memorisation) distances use the whole
+    training set. The arrays needed to score generated samples are kept too. Cached in memory per
+    arguments (one entry).
     """
     from .judge import load_judge
     say = progress or (lambda msg: None)
@@ -319,73 +525,96 @@ def real_reference(dataset: str = "mnist", data_dir=None, judge=None, batch: int
     t0 = time.perf_counter()
     x_test, y_test, x_train, _, test_src, train_src = _load_real(dataset, data_dir, n_real, dataset, classes)
     x_test, x_train = backend.asarray(x_test), backend.asarray(x_train)
-    f_test, logits_test = judge.features_and_logits(x_test, batch)
-    f_train = judge.features(x_train, batch)
-    p_test = _softmax_host(logits_test)
-    pred_test = p_test.argmax(axis=1)
-    noise = backend.random_generator(backend.xp(), seed + 12345, 0).random(x_test.shape, dtype=np.float32)
-    f_noise, logits_noise = judge.features_and_logits(noise, batch)
-    nq = min(nn_queries, len(x_test))
-    nn_pix_test, _ = nearest_neighbour_distances(x_test[:nq], x_train, k=1)
-    nn_feat_test, _ = nearest_neighbour_distances(f_test[:nq], f_train, k=1)
-    stats_test = gaussian_stats(f_test)
-    radii_test = kth_nn_radii(f_test, k)
-    real = dict(
-        x_train=x_train, f_test=f_test, f_train=f_train, stats_test=stats_test, radii_test=radii_test,
-        test_source=test_src,
-        train_source=train_src, n_test=len(x_test), n_train=len(x_train), n_nn=nq,
-        summary={
-            "fid": frechet_distance(*gaussian_stats(f_train[:len(x_test)]), *stats_test),
-            "classifier_score": classifier_score(p_test, splits),
-            "class_histogram": class_histogram(pred_test, judge.num_classes),
-            "judge_accuracy": float(np.mean(pred_test == np.asarray(y_test))),
-            **precision_recall_knn(f_test, f_train[:len(x_test)], k=k, real_radii=radii_test),
-            "nn_pixel_median": float(np.median(backend.to_numpy(nn_pix_test))),
-            "nn_feature_median": float(np.median(backend.to_numpy(nn_feat_test))),
-        },
-        noise={"fid": frechet_distance(*gaussian_stats(f_noise), *stats_test),
-               "classifier_score": classifier_score(_softmax_host(logits_noise), splits)},
-        seconds=round(time.perf_counter() - t0, 1),
-    )
+    real = _reference(judge, x_test, y_test, x_train, batch=batch, k=k, splits=splits, nn_queries=nn_queries,
+                      seed=seed, say=say)
+    real.update(test_source=test_src, train_source=train_src, seconds=round(time.perf_counter() - t0, 1))
     _REAL_CACHE.clear()
     _REAL_CACHE[key] = real
     return real
 
 
+SHIPPED_JUDGES = {"mnist": "mnist", "mnist-bundled": "mnist", "fashion-mnist": "fashion-mnist"}
+FOLDER = "folder:"
+
+
 def check_judgeable(gan, run_dir=None):
-    """ValueError unless the model's images are 1x28x28, the only shape the shipped judges
-    (MNIST and Fashion-MNIST classifiers) can score; raised before any work is done."""
+    """ValueError unless the model's images are grey or RGB squares of 28, 32 or 64 pixels, the
+    shapes a judge can be made for (every model scratchgan trains); raised before any work."""
     shape = tuple(int(d) for d in gan.image_shape)
-    if shape != (1, 28, 28):
+    if shape[0] not in (1, 3) or shape[1] != shape[2] or shape[1] not in (28, 32, 64):
         where = f"{run_dir}: " if run_dir is not None else ""
-        raise ValueError(f"{where}this run's images are {'x'.join(map(str, shape))} ({shape[0]} channel"
-                         f"{'s' if shape[0] != 1 else ''}, {shape[1]}x{shape[2]} pixels); the shipped judges are for "
-                         f"1x28x28 MNIST / Fashion-MNIST images only, so evaluate cannot score it")
+        raise ValueError(f"{where}this run's images are {'x'.join(map(str, shape))}; a judge can be made for "
+                         "1 or 3 channels of 28, 32 or 64 square pixels only")
+
+
+def _run_data(dataset: str, gan, classes, data_dir, progress: bool):
+    """The run's training data, as it trained on it: an image folder at the model's channels and
+    size, or a registered data set's training split; only the classes it kept."""
+    import warnings
+    from .data import image_folder, load_dataset
+    if dataset.startswith(FOLDER):
+        c, size, _ = (int(d) for d in gan.image_shape)
+        path = dataset[len(FOLDER):]
+        ds = image_folder(Path(path).expanduser(), channels=c, image_size=size, skip_bad=True, progress=progress)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = load_dataset(dataset, split="train", data_dir=data_dir, progress=False)
+    if tuple(ds.image_shape) != tuple(int(d) for d in gan.image_shape):
+        raise ValueError(f"{dataset}: its images are {'x'.join(map(str, ds.image_shape))}, the run's model makes "
+                         f"{'x'.join(map(str, gan.image_shape))}")
+    return ds.filter_classes(classes) if classes is not None else ds
+
+
+def dataset_reference(ds, judge, split, *, batch: int = 500, k: int = 3, splits: int = 10, nn_queries: int = 2000,
+                      seed: int = 0, progress=None) -> dict:
+    """The floor and ceiling for a run on ``ds`` scored by a judge trained on it
+    (``dataset_judge.judge_for_dataset``): the reference is the held-out part of the data, the
+    training images are the rest."""
+    say = progress or (lambda msg: None)
+    t0 = time.perf_counter()
+    images = ds.images if ds.images.ndim == 4 else ds.images[:, None]
+    x_test = backend.asarray(images[split["held_out"]])
+    x_train = backend.asarray(images[split["train"]])
+    real = _reference(judge, x_test, ds.labels[split["held_out"]], x_train, batch=batch, k=k, splits=splits,
+                      nn_queries=nn_queries, seed=seed, say=say)
+    real.update(test_source=f"the {len(x_test):,} images of {ds.source} held out from the judge's training",
+                train_source=f"the other {len(x_train):,} images of {ds.source}",
+                seconds=round(time.perf_counter() - t0, 1))
+    return real
 
 
 def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_dir=None, judge=None,
                  checkpoint=None, k: int = 3, splits: int = 10, n_real: int | None = None,
-                 nn_queries: int = 2000, write: bool = True, progress=None, use_ema: bool = True) -> dict:
-    """Score a run's generator with the judge, next to real-data ceilings and a noise floor.
+                 nn_queries: int = 2000, write: bool = True, progress=None, use_ema: bool = True,
+                 dataset: str | None = None, judge_cache=True) -> dict:
+    """Score a run's generator with a judge, next to the real-data floor and the noise ceiling.
     The generator is the moving average of G's weights when the run kept one (``use_ema``).
 
+    The judge: for MNIST and Fashion-MNIST runs the shipped one, with the official test set as
+    the reference (``n_real`` uses only its first n_real test and training images); for any other
+    run (an image folder, another data set) one trained on the run's own training data, made on
+    first use and cached (``dataset_judge.judge_for_dataset``), with the 20% of the data it never
+    saw as the reference. ``dataset`` overrides the run's recorded data (e.g. folder:PATH when the
+    folder has moved); ``judge_cache`` is passed on (True, a folder, or False).
+
     Generates ``n`` samples (a conditional model: n / num_classes per class, and the judge's
-    label accuracy on them), scores them against the real test images (the official 10,000
-    test images by default; ``n_real`` uses only the first n_real test and training images) and
-    reports beside every number the same metric for real data:
+    label accuracy on them), scores them against the real reference and reports beside every
+    number the same metric for real data and for uniform noise:
 
-        FID                gen vs test       | train vs test (the floor) | uniform noise vs test
-        classifier score   gen               | test images               | noise images
-        class histogram    gen predictions   | test predictions
-        precision/recall   gen vs test       | train vs test
+        FID, KID           gen vs reference  | train vs reference (the floor) | noise (the ceiling)
+        precision/recall,  gen vs reference  | train vs reference             | noise
+          density/coverage
+        classifier score,  gen               | reference images               | noise
+          class histogram  (unlabelled data: the histogram of k-means clusters of the judge's features)
         memorisation       median NN distance, pixels and features, of gen -> train
-                           vs test -> train (first ``nn_queries`` items)
+                           vs reference -> train (first ``nn_queries`` items)
 
+    Error bars: FID's std over bootstrap resamples of the samples, KID's std over subsets, the
+    bootstrap std of precision, recall, density and coverage (``*_std``).
     Writes RUN_DIR/evaluation.json and RUN_DIR/nearest_neighbours.png (each row: a generated
     sample, then its 5 nearest training images in pixel space). Runs on the run's backend
-    (the selected one); statistics are taken on the host in float64. A run whose images are
-    not 1x28x28 is refused at once with a ValueError (``check_judgeable``): the judges read
-    only those.
+    (the selected one); statistics are taken on the host in float64.
     """
     from .judge import load_judge, to_judge_range
     from .training import load_run
@@ -401,14 +630,40 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
     if not isinstance(train_cfg, dict):
         train_cfg = {}
     from .data.datasets import get_spec
-    dataset = get_spec(train_cfg.get("dataset", "mnist")).name   # a registered name, never a path
-    judge_name = "mnist" if dataset in ("mnist", "mnist-bundled") else dataset
-    judge = judge or load_judge(judge_name)
-    judge.to(backend.name())
-    num_classes = judge.num_classes
-
-    real = real_reference(dataset, data_dir=data_dir, judge=judge, batch=batch, k=k, splits=splits,
-                          n_real=n_real, nn_queries=nn_queries, classes=train_cfg.get("classes"), progress=say)
+    recorded = dataset if dataset is not None else train_cfg.get("dataset", "mnist")
+    if not isinstance(recorded, str) or not recorded:
+        raise ValueError(f"{run_dir}: the run records no data set; pass one (--dataset)")
+    if recorded.startswith(FOLDER):
+        dataset = FOLDER + recorded[len(FOLDER):]
+    else:
+        dataset = get_spec(recorded).name   # a registered name, never a path
+    classes = train_cfg.get("classes")
+    shipped = SHIPPED_JUDGES.get(dataset) if tuple(gan.image_shape) == (1, 28, 28) else None
+    if shipped is not None or judge is not None and dataset in SHIPPED_JUDGES:
+        judge_name = shipped
+        judge = judge or load_judge(judge_name)
+        judge.to(backend.name())
+        real = real_reference(dataset, data_dir=data_dir, judge=judge, batch=batch, k=k, splits=splits,
+                              n_real=n_real, nn_queries=nn_queries, classes=classes, progress=say)
+        judge_info = {"name": judge_name, "test_accuracy": judge.info.get("test_accuracy"),
+                      "sha256": judge.info.get("sha256"), "task": "classes"}
+    else:
+        from .dataset_judge import describe, judge_for_dataset
+        ds = _run_data(dataset, gan, classes, data_dir, progress is not None)
+        c, size, _ = (int(d) for d in gan.image_shape)
+        command = f"scratchgan judge train --dataset {dataset} --channels {c} --image-size {size}"
+        if judge is None:
+            judge, split = judge_for_dataset(ds, seed=0, cache=judge_cache, progress=say, bar=progress is not None,
+                                             command=command)
+        else:
+            from .dataset_judge import held_out_split
+            tr, held = held_out_split(len(ds), 0)
+            split = {"train": tr, "held_out": held}
+        judge.to(backend.name())
+        real = dataset_reference(ds, judge, split, batch=batch, k=k, splits=splits, nn_queries=nn_queries,
+                                 progress=say)
+        judge_name = "trained on the run's data"
+        judge_info = {"name": judge_name, "test_accuracy": judge.info.get("held_out_accuracy"), **describe(judge)}
 
     say(f"generating {n} samples")
     labels = None
@@ -420,39 +675,38 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
         n = len(labels)
     images = to_judge_range(_generate(gan, n, seed, batch, labels), gan.output)
     f_gen, logits_gen = judge.features_and_logits(images, batch)
-    p_gen = _softmax_host(logits_gen)
-    pred_gen = p_gen.argmax(axis=1)
     say("metrics")
     nq = min(nn_queries, n)
-    nn_pix, nn_idx = nearest_neighbour_distances(images[:nq], real["x_train"], k=5)
+    nn_pix, nn_idx = _pixel_nn(images[:nq], real["x_train"], 5)
     nn_feat, _ = nearest_neighbour_distances(f_gen[:nq], real["f_train"], k=1)
     gen = {
-        "fid": frechet_distance(*gaussian_stats(f_gen), *real["stats_test"]),
-        "classifier_score": classifier_score(p_gen, min(splits, n)),
-        "class_histogram": class_histogram(pred_gen, num_classes),
-        **precision_recall_knn(real["f_test"], f_gen, k=k, real_radii=real["radii_test"]),
+        **_distance_scores(f_gen, real, k, seed),
+        **_label_scores(f_gen, logits_gen, judge, real, splits),
         "nn_pixel_median": float(np.median(backend.to_numpy(nn_pix[:, 0]))),
         "nn_feature_median": float(np.median(backend.to_numpy(nn_feat[:, 0]))),
     }
-    if labels is not None:
-        gen["label_accuracy"] = label_accuracy(pred_gen, backend.to_numpy(labels), gan.num_classes)
+    if labels is not None and judge.task == "classes" and judge.num_classes == gan.num_classes:
+        gen["label_accuracy"] = label_accuracy(_host64(logits_gen).argmax(axis=1), backend.to_numpy(labels),
+                                               gan.num_classes)
     ref = real["summary"]
     result = {
         "run_dir": str(run_dir), "step": meta.get("step"), "model": meta.get("model", {}).get("kind"),
         "weights": meta.get("weights"),
         "dataset": dataset, "n": int(n), "seed": seed, "backend": backend.name(),
-        "judge": {"name": judge_name, "test_accuracy": judge.info.get("test_accuracy"),
-                  "sha256": judge.info.get("sha256")},
+        "judge": judge_info,
         "reference": {"test": real["test_source"], "train": real["train_source"], "n_test": real["n_test"],
                       "n_train": real["n_train"], "nn_queries": real["n_nn"]},
         "generated": gen,
         "real": ref,
         "noise": real["noise"],
+        "error_bars": "fid_std: std of FID over 20 bootstrap resamples of the samples (reference fixed); kid: "
+                      "[mean, std] over 100 subsets; precision/recall/density/coverage _std: bootstrap std of "
+                      "the share (per-item indicators resampled, the k-NN radii fixed)",
         "memorisation": {
             "pixel_ratio": gen["nn_pixel_median"] / ref["nn_pixel_median"] if ref["nn_pixel_median"] else None,
             "feature_ratio": gen["nn_feature_median"] / ref["nn_feature_median"] if ref["nn_feature_median"] else None,
             "note": "median distance of generated samples to their nearest training image divided by the "
-                    "same for real test images: well below 1 suggests copying of training images",
+                    "same for real reference images: well below 1 suggests copying of training images",
         },
     }
     if write:
@@ -473,44 +727,69 @@ def _softmax_host(logits) -> np.ndarray:
 
 
 def format_report(result: dict) -> str:
-    """A text table: each metric for the generated samples, real data and noise images."""
-    g, r, nz = result["generated"], result["real"], result["noise"]
+    """A text table: each metric for the generated samples, real data and noise images, with
+    error bars (+-) where the result has them."""
+    g, r, nz = result["generated"], result["real"], result.get("noise", {})
 
-    def f(v, fmt="{:.3f}"):
-        return "-" if v is None else fmt.format(v)
+    def f(d, key, fmt="{:.3f}"):
+        v = d.get(key)
+        if v is None:
+            return "-"
+        if isinstance(v, (list, tuple)):                      # [mean, std]
+            return f"{fmt.format(v[0])} +- {fmt.format(v[1])}"
+        std = d.get(key + "_std")
+        return fmt.format(v) + (f" +- {fmt.format(std)}" if std is not None else "")
 
-    def cs(v):
-        return "-" if v is None else f"{v[0]:.3f} +- {v[1]:.3f}"
+    def h(d, key):
+        hist = d.get("class_histogram") or d.get("cluster_histogram") or {}
+        v = hist.get(key)
+        return "-" if v is None else f"{v:.4f}"
 
+    what = "class" if "class_histogram" in g else "cluster"
     rows = [
-        ("FID (judge features, vs test)", f(g["fid"]), f(r["fid"]) + "  (train)", f(nz["fid"])),
-        ("classifier score (max 10)", cs(g["classifier_score"]), cs(r["classifier_score"]),
-         cs(nz["classifier_score"])),
-        ("smallest class share", f(g["class_histogram"]["min_share"]), f(r["class_histogram"]["min_share"]), "-"),
-        ("KL(class hist || uniform)", f(g["class_histogram"]["kl_uniform"], "{:.4f}"),
-         f(r["class_histogram"]["kl_uniform"], "{:.4f}"), "-"),
-        (f"precision (k={g.get('k', 3)})", f(g["precision"]), f(r["precision"]) + "  (train)", "-"),
-        (f"recall (k={g.get('k', 3)})", f(g["recall"]), f(r["recall"]) + "  (train)", "-"),
-        ("median NN dist to train, pixels", f(g["nn_pixel_median"]), f(r["nn_pixel_median"]) + "  (test)", "-"),
-        ("median NN dist to train, features", f(g["nn_feature_median"]), f(r["nn_feature_median"]) + "  (test)", "-"),
+        ("FID (judge features, vs reference)", f(g, "fid"), f(r, "fid") + "  (train)", f(nz, "fid", "{:.1f}")),
+        ("KID (unbiased, x 1000)", _milli(g.get("kid")), _milli(r.get("kid")) + "  (train)", _milli(nz.get("kid"))),
+    ]
+    if "classifier_score" in g:
+        rows.append(("classifier score", f(g, "classifier_score"), f(r, "classifier_score"),
+                     f(nz, "classifier_score")))
+    rows += [
+        (f"smallest {what} share", h(g, "min_share"), h(r, "min_share"), h(nz, "min_share")),
+        (f"{what} histogram: TV to reference's", h(g, "tv_reference"), h(r, "tv_reference"), h(nz, "tv_reference")),
+        (f"precision (k={g.get('k', 3)})", f(g, "precision"), f(r, "precision") + "  (train)", f(nz, "precision")),
+        (f"recall (k={g.get('k', 3)})", f(g, "recall"), f(r, "recall") + "  (train)", f(nz, "recall")),
+        (f"density (k={g.get('k_dc', K_DC)})", f(g, "density"), f(r, "density") + "  (train)", f(nz, "density")),
+        (f"coverage (k={g.get('k_dc', K_DC)})", f(g, "coverage"), f(r, "coverage") + "  (train)", f(nz, "coverage")),
+        ("median NN dist to train, pixels", f(g, "nn_pixel_median"), f(r, "nn_pixel_median") + "  (reference)", "-"),
+        ("median NN dist to train, features", f(g, "nn_feature_median"),
+         f(r, "nn_feature_median") + "  (reference)", "-"),
     ]
     if "label_accuracy" in g:
         la = g["label_accuracy"]
         rows.append(("label accuracy (worst class)", f"{la['overall']:.3f} ({la['worst']:.3f}: {la['worst_class']})",
-                     f(r["judge_accuracy"]) + "  (judge)", "-"))
+                     f(r, "judge_accuracy") + "  (judge)", "-"))
     head = ("metric", f"generated (n={result['n']})", "real", "noise")
     w = [max(len(str(row[i])) for row in rows + [head]) for i in range(4)]
     line = "  ".join("-" * x for x in w)
+    j = result["judge"]
+    task = "rotation" if j.get("task") == "rotation" else "test"
     out = [f"{result.get('model')} run {result['run_dir']} at step {result.get('step')}, judge "
-           f"'{result['judge']['name']}' (test accuracy {result['judge']['test_accuracy']}), reference: "
-           f"{result['reference']['n_test']:,} test images",
-           line, "  ".join(str(h).ljust(x) for h, x in zip(head, w)), line]
+           f"'{j['name']}' ({task} accuracy {j.get('test_accuracy')}), reference: "
+           f"{result['reference']['n_test']:,} images ({result['reference']['test']})",
+           line, "  ".join(str(x).ljust(y) for x, y in zip(head, w)), line]
     out += ["  ".join(str(c).ljust(x) for c, x in zip(row, w)) for row in rows]
     out.append(line)
+    out.append("+-: FID over bootstrap resamples of the samples, KID over subsets, the shares over bootstrap "
+               "resamples of the items")
     m = result["memorisation"]
     if m.get("pixel_ratio") is not None:
-        out.append(f"memorisation: NN-distance ratio generated/test = {m['pixel_ratio']:.3f} (pixels), "
-                   f"{m['feature_ratio']:.3f} (features); < 1 means closer to training images than real test images are")
+        out.append(f"memorisation: NN-distance ratio generated/reference = {m['pixel_ratio']:.3f} (pixels), "
+                   f"{m['feature_ratio']:.3f} (features); < 1 means closer to training images than real "
+                   "reference images are")
     if "nn_grid" in result:
         out.append(f"nearest-neighbour grid: {result['nn_grid']['path']}")
     return "\n".join(out)
+
+
+def _milli(v) -> str:
+    return "-" if not v else f"{1000 * v[0]:.3f} +- {1000 * v[1]:.3f}"

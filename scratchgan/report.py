@@ -420,25 +420,40 @@ def _number(v) -> str:
     return _e(_value(v))
 
 
-EVAL_ROWS = [   # label, path in "generated", path in "real", path in "noise"
-    ("FID (lower is better; real: train vs test)", ("fid",), ("fid",), ("fid",)),
+EVAL_ROWS = [   # label, path in "generated", path in "real", path in "noise"; "<last key>_std" is the error bar
+    ("FID (lower is better; real: train vs reference)", ("fid",), ("fid",), ("fid",)),
+    ("KID (unbiased; lower is better)", ("kid",), ("kid",), ("kid",)),
     ("classifier score", ("classifier_score",), ("classifier_score",), ("classifier_score",)),
     ("smallest class share", ("class_histogram", "min_share"), ("class_histogram", "min_share"), None),
     ("KL(class histogram || uniform)", ("class_histogram", "kl_uniform"), ("class_histogram", "kl_uniform"), None),
-    ("precision", ("precision",), ("precision",), None),
-    ("recall", ("recall",), ("recall",), None),
+    ("smallest cluster share", ("cluster_histogram", "min_share"), ("cluster_histogram", "min_share"), None),
+    ("cluster histogram: TV to the reference's", ("cluster_histogram", "tv_reference"),
+     ("cluster_histogram", "tv_reference"), ("cluster_histogram", "tv_reference")),
+    ("precision", ("precision",), ("precision",), ("precision",)),
+    ("recall", ("recall",), ("recall",), ("recall",)),
+    ("density", ("density",), ("density",), ("density",)),
+    ("coverage", ("coverage",), ("coverage",), ("coverage",)),
     ("median NN distance to train, pixels", ("nn_pixel_median",), ("nn_pixel_median",), None),
     ("median NN distance to train, features", ("nn_feature_median",), ("nn_feature_median",), None),
     ("label accuracy (real: the judge's)", ("label_accuracy", "overall"), ("judge_accuracy",), None),
 ]
 
 
+def _with_std(d, path) -> str:
+    """The value at ``path`` with its error bar ("<key>_std" beside it), or "-"."""
+    v = _get(d, *path)
+    if path[-1] == "kid" and isinstance(v, list) and len(v) == 2 \
+            and all(isinstance(x, float) and math.isfinite(x) for x in v):
+        return f"{v[0]:.4g} &plusmn; {v[1]:.2g}"                 # [mean, std over subsets]
+    std = _get(d, *path[:-1], path[-1] + "_std")
+    if isinstance(std, (int, float)) and not isinstance(std, bool) and isinstance(v, (int, float)) \
+            and not isinstance(v, bool) and math.isfinite(std):
+        return f"{v:.4g} &plusmn; {std:.2g}"
+    return _number(v)
+
+
 def _evaluation_section(run: Path) -> str:
-    if not (run / "evaluation.json").exists():
-        dataset = _get(_read_json(run / "config.json")[0], "train", "dataset")
-        if isinstance(dataset, str) and dataset.startswith("folder:"):     # evaluate's judges know named data sets
-            return _note("No evaluation: scratchgan evaluate scores runs on MNIST and Fashion-MNIST, which it has "
-                         "a judge for, not runs on an image folder.")
+    if not (run / "evaluation.json").exists():    # every run can be scored: a folder run by a judge of its data
         return ('<p class="note">No evaluation yet: <code>scratchgan evaluate RUN_DIR</code> writes evaluation.json '
                 'and nearest_neighbours.png, and the next report shows them here.</p>')
     ev, why = _read_json(run / "evaluation.json")
@@ -448,12 +463,11 @@ def _evaluation_section(run: Path) -> str:
         return _note("No evaluation shown: evaluation.json has no 'generated' numbers.")
     rows = []
     for label, g, r, nz in EVAL_ROWS:
-        gv = _get(ev["generated"], *g)
-        if gv is None:
+        if _get(ev["generated"], *g) is None:
             continue
-        rv = _get(ev.get("real"), *r) if r else None
-        nv = _get(ev.get("noise"), *nz) if nz else None
-        rows.append(f"<tr><th>{_e(label)}</th><td>{_number(gv)}</td><td>{_number(rv)}</td><td>{_number(nv)}</td></tr>")
+        cells = [_with_std(ev.get(part), path) if path else "-"
+                 for part, path in (("generated", g), ("real", r), ("noise", nz))]
+        rows.append(f"<tr><th>{_e(label)}</th>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = (f"step {_e(_value(ev.get('step')))}, {_e(_value(ev.get('n')))} samples, data set "
             f"{_e(_value(ev.get('dataset')))}, judge {_e(_value(_get(ev, 'judge', 'name')))}")
     pixels, features = _get(ev, "memorisation", "pixel_ratio"), _get(ev, "memorisation", "feature_ratio")
@@ -463,6 +477,12 @@ def _evaluation_section(run: Path) -> str:
     if (run / "nearest_neighbours.png").is_file():
         extra += _figure(run, "nearest_neighbours.png", "nearest training images",
                          "Each row: a generated sample, then its 5 nearest training images in pixel space.")
+    judge = ev.get("judge") if isinstance(ev.get("judge"), dict) else {}
+    if judge.get("task") in ("classes", "rotation") and judge.get("name") != "mnist" and "data_key" in judge:
+        extra += (f"<p>Judge: a {_e(judge['task'])} net trained on this run's data (held-out accuracy "
+                  f"{_number(judge.get('held_out_accuracy'))}); the real reference is the data it never saw.</p>")
+    extra += ("<p>&plusmn;: FID over bootstrap resamples of the samples, KID over subsets, the shares over "
+              "bootstrap resamples of the items.</p>")
     return (f"<p>{head}</p><table><tr><th>metric</th><th>generated</th><th>real data</th><th>uniform noise</th></tr>"
             f"{''.join(rows)}</table>{extra}")
 

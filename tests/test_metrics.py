@@ -198,6 +198,83 @@ def test_runs_on_the_cupy_backend(xp_backend):
     assert (got["precision"], got["recall"]) == pytest.approx(_brute_pr(r, q, 3))
 
 
+# --------------------------------------------------------------------------- KID, density/coverage, error bars
+
+def _brute_mmd2(x, y):
+    """The unbiased MMD^2 of Binkowski et al. (2018, eq. 3) with k(a, b) = (a.b / d + 1)^3, by
+    explicit double sums over the index pairs."""
+    d = x.shape[1]
+
+    def k(a, b):
+        return (float(a @ b) / d + 1.0) ** 3
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+@given(st.integers(2, 12), st.integers(2, 12), st.integers(1, 6), st.integers(0, 10**6))
+def test_mmd2_unbiased_is_the_double_sum(m, n, d, seed):
+    rng = np.random.default_rng(seed)
+    x, y = rng.standard_normal((m, d)), rng.standard_normal((n, d)) + rng.uniform(-1, 1)
+    assert metrics.mmd2_unbiased(x, y) == pytest.approx(_brute_mmd2(x, y), rel=1e-9, abs=1e-9)
+
+
+def test_kid_is_unbiased_where_fid_is_not():
+    """Two samples of ONE distribution: KID's mean over many draws is ~0 at any size (unbiased),
+    FID's is clearly positive at small n (biased), and KID's subsets give a spread."""
+    rng = np.random.default_rng(0)
+    kids, fids = [], []
+    for _ in range(30):
+        a, b = rng.standard_normal((40, 8)), rng.standard_normal((40, 8))
+        kids.append(metrics.mmd2_unbiased(a, b))
+        fids.append(metrics.fid(a, b))
+    assert abs(np.mean(kids)) < 3 * np.std(kids) / np.sqrt(len(kids))
+    assert np.mean(fids) > 10 * np.std(fids) / np.sqrt(len(fids))
+    mean, std = metrics.kid(rng.standard_normal((200, 8)), rng.standard_normal((200, 8)) + 1.0, subsets=20,
+                            subset_size=50)
+    assert mean > 5 * std > 0
+    with pytest.raises(ValueError, match="mmd2_unbiased: expected"):
+        metrics.mmd2_unbiased(np.zeros((1, 3)), np.zeros((4, 3)))
+
+
+def test_density_coverage_on_a_hand_made_set():
+    """Reals at 0, 1, ..., 9 on a line, k = 2: the inner balls have radius 1, the end balls 2.
+    A fake at 0.5 lies in the balls of 0 and 1; a fake at 20 in none. density = (2 + 0) / (k M)
+    = 0.5, coverage = 2 of 10 real balls hold a fake = 0.2."""
+    real = np.arange(10, dtype=np.float64)[:, None]
+    fake = np.array([[0.5], [20.0]])
+    got = metrics.density_coverage(real, fake, k=2)
+    assert (got["density"], got["coverage"]) == pytest.approx((0.5, 0.2))
+    # fakes exactly on every real: each lies in its own ball and its neighbours' (k + 1 balls inside:
+    # 3 for the inner points, also 3 for the ends, whose radius 2 reaches two points)
+    got = metrics.density_coverage(real, real.copy(), k=2)
+    assert got["coverage"] == 1.0 and got["density"] == pytest.approx(3 * 10 / (2 * 10))
+    # far fakes: nothing covered; precision agrees (no fake in any real ball)
+    far = real + 100
+    assert metrics.density_coverage(real, far, k=2)["coverage"] == 0.0
+    assert metrics.precision_recall_knn(real, far, k=2)["precision"] == 0.0
+
+
+def test_bootstrap_std_and_fid_bootstrap():
+    assert metrics.bootstrap_std(np.ones(100)) == 0.0
+    coin = np.arange(400) % 2                                   # a share of 0.5 over 400 items
+    assert metrics.bootstrap_std(coin, resamples=400) == pytest.approx(np.sqrt(0.25 / 400), rel=0.15)
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((500, 4))
+    f = rng.standard_normal((300, 4)) + 0.3
+    value, std = metrics.fid_bootstrap(f, metrics.gaussian_stats(ref), resamples=10)
+    assert value == pytest.approx(metrics.fid(f, ref)) and 0 < std < value
+
+
+def test_class_histogram_distance_to_the_reference():
+    h = metrics.class_histogram(np.array([0, 0, 1, 1]), 3, reference=[0.5, 0.5, 0.0])
+    assert h["tv_reference"] == 0.0
+    h = metrics.class_histogram(np.array([2, 2, 2, 2]), 3, reference=[0.5, 0.5, 0.0])
+    assert h["tv_reference"] == 1.0
+
+
 # --------------------------------------------------------------------------- evaluate_run
 
 # a small reference keeps the test quick; the same arguments let the two tests share it
@@ -238,11 +315,18 @@ def test_evaluate_run_on_a_tiny_run(tiny_run):
     assert real["judge_accuracy"] > 0.95
     # 60 steps of a tiny GAN: worse than real data
     assert g["fid"] > real["fid"]
+    # KID and density/coverage beside them, every headline number with an error bar
+    assert real["kid"][0] < min(g["kid"][0], noise["kid"][0]) and all(d["kid"][1] > 0 for d in (g, real, noise))
+    assert real["coverage"] > 0.5 > max(g["coverage"], noise["coverage"]) and 0.5 < real["density"] < 1.5
+    for key in ("fid", "precision", "recall", "density", "coverage"):
+        assert real[key + "_std"] > 0 and g[key + "_std"] >= 0      # a share of 0 has no spread
+    assert g["fid_std"] > 0
     saved = json.loads((tiny_run / "evaluation.json").read_text())
     assert saved["generated"]["fid"] == pytest.approx(g["fid"])
     assert (tiny_run / "nearest_neighbours.png").exists()
     text = metrics.format_report(result)
-    assert "classifier score" in text and "FID" in text and f"{g['fid']:.3f}" in text
+    assert "classifier score" in text and "FID" in text and f"{g['fid']:.3f} +- {g['fid_std']:.3f}" in text
+    assert "KID" in text and "coverage" in text and "density" in text
 
 
 @pytest.mark.skipif(not HAS_TEST_SET, reason=f"MNIST test set not found in {SHARED_MNIST}")
@@ -264,10 +348,10 @@ def test_evaluate_run_explains_a_missing_test_set(tiny_run, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("shape", [(1, 32, 32), (3, 28, 28)])
-def test_evaluate_run_refuses_images_the_judges_cannot_read_before_any_work(shape, tmp_path, monkeypatch):
-    """The judges read 1x28x28 images: another run's shape is refused at once, naming it, before
-    a judge, a data set or a sample is touched and without writing anything."""
-    from scratchgan import judge, models
+def test_evaluate_run_refuses_a_model_that_does_not_fit_its_data_before_any_work(shape, tmp_path, monkeypatch):
+    """A run whose model makes another shape than its recorded data set is refused, naming both,
+    before a judge is trained or a sample drawn, and without writing anything."""
+    from scratchgan import dataset_judge, models
     from scratchgan.training import TrainConfig, Trainer
     run = tmp_path / "run"
     gan = models.mlp(latent_dim=4, g_hidden=[8], d_hidden=[8], image_shape=shape, seed=0)
@@ -278,12 +362,46 @@ def test_evaluate_run_refuses_images_the_judges_cannot_read_before_any_work(shap
 
     def no_work(*args, **kwargs):
         raise AssertionError("evaluate_run started work before refusing the run")
-    monkeypatch.setattr(judge, "load_judge", no_work)
+    monkeypatch.setattr(dataset_judge, "judge_for_dataset", no_work)
     monkeypatch.setattr(metrics, "real_reference", no_work)
     monkeypatch.setattr(metrics, "_generate", no_work)
     c, h, w = shape
-    with pytest.raises(ValueError, match=rf"run: this run's images are {c}x{h}x{w} \({c} channels?, {h}x{w} pixels\); "
-                                         r"the shipped judges are for 1x28x28 MNIST / Fashion-MNIST images only"):
+    with pytest.raises(ValueError, match=rf"mnist: its images are 1x28x28, the run's model makes {c}x{h}x{w}"):
         metrics.evaluate_run(run, n=10, data_dir=tmp_path)
     assert not (run / "evaluation.json").exists() and not (run / "nearest_neighbours.png").exists()
-    metrics.check_judgeable(models.mlp(g_hidden=[4], d_hidden=[4]))        # 1x28x28: accepted
+
+
+def test_check_judgeable_names_the_shapes_a_judge_can_be_made_for():
+    from types import SimpleNamespace
+    for shape in [(1, 28, 28), (3, 32, 32), (1, 64, 64)]:
+        metrics.check_judgeable(SimpleNamespace(image_shape=shape))
+    for shape in [(2, 28, 28), (1, 30, 30), (3, 32, 16)]:
+        with pytest.raises(ValueError, match="a judge can be made for 1 or 3 channels of 28, 32 or 64"):
+            metrics.check_judgeable(SimpleNamespace(image_shape=shape))
+
+
+def test_evaluation_scores_equal_the_public_metrics():
+    """evaluate_run's one-pass scores (precision/recall and density/coverage from the same
+    distances, FID and KID with their spreads) are the public functions' numbers."""
+    rng = np.random.default_rng(0)
+    ref, fake = rng.standard_normal((60, 5)), rng.standard_normal((80, 5)) * 1.3 + 1.0
+    d, _ = metrics.nearest_neighbour_distances(ref, ref, k=6)
+    real = dict(f_test=ref, f_test64=ref, stats_test=metrics.gaussian_stats(ref), radii_pr=d[:, 3], radii_dc=d[:, 5])
+    got = metrics._distance_scores(fake, real, 3, seed=0)
+    pr, dc = metrics.precision_recall_knn(ref, fake, k=3), metrics.density_coverage(ref, fake, k=5)
+    for key, value in {**pr, **dc}.items():
+        if key != "k":
+            assert got[key] == pytest.approx(value), key
+    assert got["fid"] == pytest.approx(metrics.fid(fake, ref)) and got["kid"] == list(metrics.kid(fake, ref, seed=0))
+    assert all(got[key + "_std"] > 0 for key in ("fid", "precision", "recall", "density", "coverage"))
+
+
+def test_pixel_neighbours_of_uint8_training_images_are_in_unit_pixels():
+    """Folder runs keep their training images uint8; memorisation distances are still in [0, 1] pixels."""
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (30, 3, 4, 4), dtype=np.uint8)
+    query = rng.random((7, 3, 4, 4)).astype(np.float32)
+    d8, i8 = metrics._pixel_nn(query, train, 2)
+    d, i = metrics._pixel_nn(query, train.astype(np.float32) / 255, 2)
+    np.testing.assert_allclose(d8, d, rtol=1e-5)
+    np.testing.assert_array_equal(i8, i)

@@ -456,10 +456,10 @@ def test_evaluation_section_placeholder_numbers_and_nearest_neighbours(trained_r
     text = report.write_report(run).read_text()
     assert "No evaluation yet: <code>scratchgan evaluate RUN_DIR</code> writes" in text and "`" not in text
     config = json.loads((run / "config.json").read_text())
-    config["train"]["dataset"] = "folder:pics"                 # evaluate refuses image-folder runs
+    config["train"]["dataset"] = "folder:pics"                 # evaluate scores image-folder runs too
     (run / "config.json").write_text(json.dumps(config))
     text = report.write_report(run).read_text()
-    assert "scratchgan evaluate RUN_DIR" not in text and "not runs on an image folder" in text and "`" not in text
+    assert "No evaluation yet: <code>scratchgan evaluate RUN_DIR</code> writes" in text and "`" not in text
     (run / "evaluation.json").write_text(json.dumps(EVALUATION))
     shutil.copy(run / "samples.png", run / "nearest_neighbours.png")
     text = report.write_report(run).read_text()
