@@ -28,8 +28,10 @@ refuses a file whose sha256 does not match.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
+import zipfile
 import time
 from pathlib import Path
 
@@ -38,7 +40,9 @@ import numpy as np
 from . import backend, losses
 from .layers import Conv2D, Dense, Dropout, Flatten, ReLU, Sequential
 from .layers.pooling import MaxPool2D
+from .init import parameter_budget
 from .optim import Adam
+from .safeio import UnsafeFileError, npz_members, read_bytes
 
 __all__ = ["Judge", "JudgeError", "build_judge", "train_judge", "load_judge", "save_judge",
            "to_judge_range", "shift_augment", "rotate_batch", "rotation_accuracy", "JUDGES_DIR", "TASKS"]
@@ -334,7 +338,6 @@ EXTRA = "extra/"   # .npz names of ``judge.extra`` arrays, apart from the weight
 def save_judge(judge: Judge, path, **info) -> Path:
     """Write ``path`` (.npz, float32 weights and ``judge.extra``) and ``path.json`` (architecture,
     sha256, info), each atomically (temporary file, then rename), the .npz first."""
-    import io
     from .atomic import atomic_write_bytes
     path = Path(path).with_suffix(".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -367,8 +370,12 @@ def load_judge(name: str = "mnist", path=None, verify: bool = True, dtype=np.flo
     if not path.exists() or not meta_path.exists():
         raise JudgeError(f"judge {str(path)!r} (or its .json) not found; shipped judges: {shipped}. "
                          f"Train one with examples/train_judge.py")
+    try:   # a cached judge is a file in the user's cache: opened as any untrusted file (safeio)
+        meta = json.loads(read_bytes(meta_path, "judge record", 16 << 20))
+        data = read_bytes(path, "judge weights")
+    except (ValueError, OSError) as exc:     # UnsafeFileError (a FIFO, ...), not JSON
+        raise JudgeError(f"judge {path}: cannot read it ({exc})") from None
     try:
-        meta = json.loads(meta_path.read_text())
         arch = meta["arch"]
         build_args = dict(channels=list(arch["channels"]), hidden=int(arch["hidden"]), dropout=float(arch["dropout"]),
                           num_classes=int(arch["num_classes"]), image_shape=tuple(arch.get("image_shape", (1, 28, 28))),
@@ -376,16 +383,22 @@ def load_judge(name: str = "mnist", path=None, verify: bool = True, dtype=np.flo
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise JudgeError(f"judge record {meta_path} is not a judge's .json ({type(exc).__name__}: {exc})") from None
     if verify:
-        digest = _sha256(path)
+        digest = hashlib.sha256(data).hexdigest()
         if digest != meta.get("sha256"):
             raise JudgeError(f"judge weights {path} are corrupted or were replaced: sha256 {digest} does not "
                              f"match {meta.get('sha256')} recorded in {meta_path.name}. Reinstall scratchgan or "
                              f"retrain with: {meta.get('command', 'examples/train_judge.py')}")
     try:
-        judge = build_judge(0, dtype=dtype, **build_args)
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = npz_members(zf, "judge weights", path)     # headers against sizes, before numpy allocates
+    except (UnsafeFileError, ValueError, zipfile.BadZipFile) as exc:
+        raise JudgeError(f"judge weights {path} are not a plain-array file ({exc})") from None
+    try:   # no larger than the weights the .npz carries (its .json is not covered by the checksum)
+        with parameter_budget(sum(math.prod(shape) for _, shape, _ in members), "the judge its record describes"):
+            judge = build_judge(0, dtype=dtype, **build_args)
     except ValueError as exc:
         raise JudgeError(f"judge record {meta_path}: {exc}") from None
-    with np.load(path, allow_pickle=False) as z:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
         state = {k: z[k] for k in z.files}
     judge.extra = {k[len(EXTRA):]: state.pop(k) for k in list(state) if k.startswith(EXTRA)}
     own = judge.net.state_dict()

@@ -503,3 +503,24 @@ def test_a_checkpoint_member_lying_about_its_size_is_refused_before_allocating(r
         holder["msg"] = str(err.value)
     assert _peak_mb(load) < 50
     assert "its header claims (100000000000,)" in holder["msg"]
+
+
+def test_a_judge_record_asking_for_a_huge_net_is_refused_before_allocating(tmp_path):
+    """A cached judge lies in the user's cache: its .json is not covered by the weights' checksum."""
+    from scratchgan.judge import JudgeError, build_judge, load_judge, save_judge
+    path = save_judge(build_judge(0, channels=(2, 2), hidden=4), tmp_path / "j.npz")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["arch"]["hidden"] = 10**8
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    holder = {}
+
+    def load():
+        with pytest.raises(JudgeError) as err:
+            load_judge(path=path)
+        holder["msg"] = str(err.value)
+    assert _peak_mb(load) < 50
+    assert "needs more weights than its arrays hold" in holder["msg"]
+    os.mkfifo(tmp_path / "f.json")
+    shutil.copy(path, tmp_path / "f.npz")
+    with pytest.raises(JudgeError, match="FIFO"):
+        load_judge(path=tmp_path / "f.npz")
