@@ -250,6 +250,7 @@ class Trainer:
         self._perm = None
         self._perm_epoch = -1
         self._stop_requested = False
+        self._stop_agreed = False        # data-parallel: the stop every rank has agreed on (_agree)
         self._started = False    # run-folder housekeeping done (first train())
         self._saved_step = None
         self.history = []         # changes of settings on resume, kept in config.json
@@ -400,6 +401,7 @@ class Trainer:
         on_cpu = self.xp is np
         parallel = self.comm.size > 1
         self.stop_signal, self._stop_requested, self.stopped_by_time = None, False, False
+        self._stop_agreed = False
         previous = self._install_signal_handlers()
         bar = self._progress(total)
         last = {}
@@ -409,7 +411,9 @@ class Trainer:
         errstate = np.errstate(over="ignore", invalid="ignore")
         errstate.__enter__()
         try:
-            while self.step < total and not self._stop_requested:
+            # Data-parallel ranks stop only on the stop they agreed on (_agree): a signal reaching one rank
+            # after this step's agreement must not end its loop while the others start the next step.
+            while self.step < total and not (self._stop_agreed if parallel else self._stop_requested):
                 out = self.train_step()
                 timed_out = cfg.max_time is not None and time.perf_counter() - t0 >= cfg.max_time
                 if parallel:                    # every rank: the global batch's losses, one decision to stop
@@ -489,6 +493,7 @@ class Trainer:
         values = {k: float(x) / self.comm.size for k, x in zip(names, v)}
         if v[-3] or v[-2]:
             self._stop_requested = signal.SIGINT if v[-3] else signal.SIGTERM
+            self._stop_agreed = True
         return values, bool(v[-1])
 
     def check_replicas(self):

@@ -513,6 +513,32 @@ def test_a_failing_or_drifting_rank_ends_every_rank_with_a_message_naming_it(tmp
     assert done.stderr.count("error:") == 1, done.stderr[-2000:]
 
 
+_LATE_SIGNAL_ON_RANK_0 = textwrap.dedent("""
+    import signal, sys
+    from scratchgan import cli, training
+    check = training.Trainer._check_losses
+    def late(self, values):
+        check(self, values)
+        if self.comm.rank == 0 and self.step == 7:   # a Ctrl-C reaching rank 0 after step 7's agreement
+            self._stop_requested = signal.SIGINT
+    training.Trainer._check_losses = late
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+
+
+@needs_mpi
+def test_a_signal_one_rank_sees_after_the_agreement_stops_every_rank_at_the_next_step(tmp_path):
+    """The race behind a rare hang of the Ctrl-C test: rank 0 left its loop on a stop the ranks had
+    not agreed on, while rank 1 went on into the next step's collectives."""
+    path = tmp_path / "run_rank.py"
+    path.write_text(_LATE_SIGNAL_ON_RANK_0)
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(path), "train", "--out", str(tmp_path / "r"),
+                           "--quiet", "--model", "mlp", "--batch-size", "16", "--steps", "50",
+                           "--checkpoint-every", "100"], capture_output=True, text=True, timeout=60, env=_env())
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert _arrays(tmp_path / "r")[1]["step"] == 8     # both ranks took step 8, then stopped together
+
+
 @needs_mpi
 def test_a_batch_that_does_not_split_over_the_ranks_is_one_error_line(tmp_path):
     done = _train(2, tmp_path / "r", "--batch-size", "13", "--steps", "2", check=False)
