@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from scratchgan import backend
+from scratchgan import backend, cli
 
 
 def A(a, dtype=None):
@@ -16,6 +16,25 @@ def A(a, dtype=None):
 def H(a):
     """Any array -> host NumPy array."""
     return backend.to_numpy(a)
+
+
+def run_cli(capsys, *argv):
+    """(exit code, stdout, stderr) of one in-process command."""
+    capsys.readouterr()
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_error_line(err, *needles) -> str:
+    """Exactly one line on stderr that matters: it starts with "error:" and names what went wrong
+    (each of ``needles``). Returns that line."""
+    lines = [line for line in err.splitlines() if line and not line.startswith("note:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"expected one 'error:' line, got {err!r}"
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    assert "Traceback" not in err
+    return lines[0]
 
 
 def rng(seed=0):

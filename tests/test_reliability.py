@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import env_without_cupy
+from helpers import assert_error_line, run_cli
 from scratchgan import cli
 from scratchgan.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, read_meta, remove_checkpoint,
                                    save_checkpoint)
@@ -28,23 +29,6 @@ from scratchgan.runfolder import clear_run, is_run_file, remove_leftovers
 from scratchgan.training import MAX_LOSS, DivergenceError, TrainConfig, Trainer
 
 TINY = ["--batch-size", "16", "--dataset", "mnist-bundled", "--quiet", "--g-hidden", "16", "--d-hidden", "16"]
-
-
-def run_cli(capsys, *argv):
-    """(exit code, stdout, stderr) of one in-process command."""
-    capsys.readouterr()
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_error_line(err, *needles):
-    """Exactly one line on stderr that matters: it starts with "error:" and names what went wrong."""
-    lines = [line for line in err.splitlines() if line and not line.startswith("note:")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), f"expected one 'error:' line, got {err!r}"
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    assert "Traceback" not in err
 
 
 def snapshot(folder):

@@ -9,14 +9,15 @@ import shutil
 import subprocess
 import sys
 import tracemalloc
-import zlib
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image
 
+from helpers import assert_error_line, run_cli
 from scratchgan import cli
 from scratchgan.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from scratchgan.data import DataError, image_folder
@@ -46,20 +47,6 @@ def fake_gs(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)   # looked up again, finding the fake
     return marker
-
-
-def run_cli(capsys, *argv):
-    capsys.readouterr()
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def error_line(err):
-    lines = [line for line in err.splitlines() if line and not line.startswith("note:")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def png(path, array):
@@ -158,7 +145,7 @@ def test_dangling_link_for_metrics_csv_is_refused_and_nothing_is_written_outside
     (run / "metrics.csv").unlink()
     (run / "metrics.csv").symlink_to(outside)
     rc, _, err = run_cli(capsys, "train", "--resume", "--steps", "6", "--out", run, "--quiet")
-    line = error_line(err)
+    line = assert_error_line(err)
     assert rc == 2 and "metrics.csv" in line and "link" in line
     assert not outside.exists()
     assert (run / "metrics.csv").is_symlink()                  # refused, not "repaired"
@@ -172,7 +159,7 @@ def test_a_link_anywhere_among_the_runs_files_is_refused(run, tmp_path, capsys, 
     (run / name).unlink()
     (run / name).symlink_to(target)
     rc, _, err = run_cli(capsys, "train", "--resume", "--steps", "6", "--out", run, "--quiet")
-    assert rc == 2 and "link" in error_line(err)
+    assert rc == 2 and "link" in assert_error_line(err)
     assert target.read_bytes() == b"keep"
 
 
@@ -257,7 +244,7 @@ def test_resume_builds_no_model_larger_than_the_checkpoint_carries(run, capsys):
     meta["train"]["model_args"]["g_hidden"] = [300000]
     meta_path.write_text(json.dumps(meta))
     rc, _, err = run_cli(capsys, "train", "--resume", "--steps", "6", "--out", run, "--quiet")
-    assert rc == 2 and "needs more weights than its arrays hold" in error_line(err)
+    assert rc == 2 and "needs more weights than its arrays hold" in assert_error_line(err)
 
 
 def test_a_png_lying_about_its_size_is_a_bad_file_refused_before_decoding(tmp_path):
@@ -290,7 +277,7 @@ def test_npy_lying_about_its_size_is_a_bad_file_with_exit_2(tmp_path, capsys):
         image_folder(root, channels=1, image_size=28)
     rc, _, err = run_cli(capsys, "train", "--dataset", f"folder:{root}", "--channels", "1", "--image-size", "28",
                          "--steps", "1", "--quiet", "--out", tmp_path / "run")
-    assert rc == 2 and "huge.npy" in error_line(err)
+    assert rc == 2 and "huge.npy" in assert_error_line(err)
 
 
 def test_npz_member_lying_about_its_size_is_a_bad_file(tmp_path):
@@ -382,7 +369,7 @@ def test_every_command_validates_checkpoint_metadata_the_same_way(run, capsys, e
     meta_path.write_text(json.dumps(meta))
     argv = ["sample", run] if command == "sample" else ["train", "--resume", "--steps", "9", "--out", run, "--quiet"]
     rc, _, err = run_cli(capsys, *argv)
-    assert rc == 2 and needle in error_line(err)
+    assert rc == 2 and needle in assert_error_line(err)
 
 
 # ---------------------------------------------------------------------------- the image cache
@@ -524,3 +511,13 @@ def test_a_judge_record_asking_for_a_huge_net_is_refused_before_allocating(tmp_p
     shutil.copy(path, tmp_path / "f.npz")
     with pytest.raises(JudgeError, match="FIFO"):
         load_judge(path=tmp_path / "f.npz")
+
+
+@pytest.mark.parametrize("value, needle", [("0", "expected an integer >= 1, got 0"), ("abc", "got 'abc'")])
+def test_max_image_pixels_flag_refuses_bad_values(capsys, tmp_path, value, needle):
+    rc, _, err = run_cli(capsys, "train", "--max-image-pixels", value, "--out", tmp_path / "r")
+    assert rc == 2 and needle in assert_error_line(err, "--max-image-pixels")
+    rc, _, err = run_cli(capsys, "train", "--max-image-pixels", "100", "--dataset", "mnist-bundled",
+                         "--out", tmp_path / "r")
+    assert rc == 2 and "applies to --dataset folder:PATH" in assert_error_line(err)
+    assert not (tmp_path / "r").exists()
