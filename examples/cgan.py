@@ -6,7 +6,7 @@ image (784+10), so you ask for a digit and get that digit.
 import argparse
 
 from scratchgan import data, models
-from scratchgan.images import save_grid
+from scratchgan.files.images import save_grid
 from scratchgan.training import TrainConfig, Trainer
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

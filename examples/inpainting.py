@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchgan import backend, data, inpaint as ip, models
-from scratchgan.images import save_grid
+from scratchgan import backend, data, models
+from scratchgan.generation import inpaint as ip
+from scratchgan.files.images import save_grid
 from scratchgan.training import TrainConfig, Trainer, load_run
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

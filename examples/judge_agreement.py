@@ -76,7 +76,7 @@ def prepare(args):
 def _checkpoints(run: Path):
     """The run's checkpoints, oldest first: RUN/kept/ when the run was trained in stages that kept
     each one (the trainer itself keeps only its newest three), else RUN/checkpoints/."""
-    from scratchgan.checkpoint import list_checkpoints
+    from scratchgan.training.checkpoint import list_checkpoints
     folder = run / "kept" if (run / "kept").is_dir() else run / "checkpoints"
     return [Path(p) for _, p in list_checkpoints(folder)]
 
@@ -84,7 +84,7 @@ def _checkpoints(run: Path):
 def generators(run: Path, n: int, real01: np.ndarray):
     """[(name, images in [0, 1] (n, C, H, W))]: checkpoints, collapsed, noise, real."""
     from scratchgan import backend
-    from scratchgan.judge import to_judge_range
+    from scratchgan.evaluation.judge import to_judge_range
     from scratchgan.training import load_run
     out = []
     paths = _checkpoints(run)
@@ -102,14 +102,14 @@ def generators(run: Path, n: int, real01: np.ndarray):
 
 
 def _scores(judge, ref_feats, images, seed=0):
-    from scratchgan import metrics
+    from scratchgan.evaluation import metrics
     f = judge.features(images)
     return metrics.fid(f, ref_feats), metrics.kid(f, ref_feats, seed=seed)[0]
 
 
 def _folder_judge(folder: Path, channels: int, size: int, labels: str, log):
     from scratchgan.data import image_folder
-    from scratchgan.dataset_judge import judge_for_dataset
+    from scratchgan.evaluation.dataset_judge import judge_for_dataset
     ds = image_folder(folder, channels=channels, image_size=size, labels=labels)
     t0 = time.perf_counter()
     judge, split = judge_for_dataset(ds, progress=log, command=f"examples/judge_agreement.py ({labels})")
@@ -124,7 +124,7 @@ def spearman(a, b) -> float:
 
 def agree(args):
     from scratchgan.data import load_dataset
-    from scratchgan.judge import build_judge, load_judge
+    from scratchgan.evaluation.judge import build_judge, load_judge
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
     name = args.data
     test = load_dataset(name, split="test", data_dir=args.data_dir, progress=False)
@@ -161,9 +161,9 @@ def agree(args):
 def photos(args):
     """FID/KID/precision/recall/density/coverage of every generator of a colour run, by the rotation
     judge of the photo folder, against its held-out images."""
-    from scratchgan import metrics
+    from scratchgan.evaluation import metrics
     from scratchgan.data import image_folder
-    from scratchgan.dataset_judge import judge_for_dataset
+    from scratchgan.evaluation.dataset_judge import judge_for_dataset
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
     ds = image_folder(Path(args.folder), channels=3, image_size=args.size)
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ class changed). The same grids come from `scratchgan interpolate RUN --mode ...`
 import argparse
 from pathlib import Path
 
-from scratchgan import latent
+from scratchgan.generation import latent
 from scratchgan.training import load_run
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

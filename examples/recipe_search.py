@@ -155,7 +155,7 @@ def main(argv=None):
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         trained = list(pool.map(lambda kv: train(kv[0], kv[1], args, out), grid.items()))
 
-    from scratchgan import metrics
+    from scratchgan.evaluation import metrics
     rows = []
     for name, flags, run, wall, rc in trained:
         if rc != 0:

@@ -5,7 +5,7 @@ and the high-quality fraction.
     python examples/toy2d_modes.py --datasets ring,grid --seeds 0,1,2 --steps 3000 --out runs/toy2d
     python examples/toy2d_modes.py --losses bce,wgan,wgan-gp,hinge,lsgan --seeds 0,1,2,3,4 --steps 5000
 
-Each loss runs with its toy recipe (scratchgan.toy2d.TOY_RECIPES; --lr overrides it). Prints a
+Each loss runs with its toy recipe (scratchgan.evaluation.toy2d.TOY_RECIPES; --lr overrides it). Prints a
 table (mean over seeds and each seed), writes OUT/toy2d.json and OUT/toy2d_LOSS.png (the 2,500
 evaluated samples of each run over the true modes).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchgan import toy2d
+from scratchgan.evaluation import toy2d
 
 
 def plot(results, path):

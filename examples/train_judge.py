@@ -6,7 +6,7 @@
 The MNIST judge trains on the FIRST 10,000 MNIST training images (the bundled sample, or the
 first 10,000 of the full file when it is present: the same images) and reports its accuracy
 on the official 10,000 test images, found with ``load_dataset(..., data_dir=--data-dir)``.
-Writes scratchgan/judges/<dataset>.npz and .json (architecture, sha256, accuracy, command).
+Writes scratchgan/evaluation/judges/<dataset>.npz and .json (architecture, sha256, accuracy, command).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from scratchgan import backend
 from scratchgan.data import load_dataset
-from scratchgan.judge import JUDGES_DIR, save_judge, train_judge
+from scratchgan.evaluation.judge import JUDGES_DIR, save_judge, train_judge
 
 
 def main(argv=None):
@@ -39,7 +39,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=0, help="log test accuracy every N epochs (0: at the end)")
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None)
-    p.add_argument("--out", default=None, help="weights file (default scratchgan/judges/<dataset>.npz)")
+    p.add_argument("--out", default=None, help="weights file (default scratchgan/evaluation/judges/<dataset>.npz)")
     args = p.parse_args(argv)
     if args.backend:
         backend.use(args.backend)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .safeio import MAX_IMAGE_PIXELS
+from .files.safeio import MAX_IMAGE_PIXELS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -220,7 +220,7 @@ def _say(args, msg):
 
 def _output_file(path, flag) -> Path:
     """Check an output file's place before the work that makes it."""
-    from .runfolder import check_writable
+    from .training.runfolder import check_writable
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a folder; give a file name")
@@ -339,9 +339,9 @@ def _resumed_config(args, out, newest):
     """(config, history) of the run in ``out``: its settings as of the newest checkpoint, with the
     flags given now applied when --resume may change them, and refused when it may not."""
     from . import backend
-    from .checkpoint import CheckpointError, check_meta, read_meta
-    from .runfolder import RunFolderError
-    from .safeio import read_bytes
+    from .training.checkpoint import CheckpointError, check_meta, read_meta
+    from .training.runfolder import RunFolderError
+    from .files.safeio import read_bytes
     from .training import TrainConfig
     meta = check_meta(read_meta(newest), newest)
     try:
@@ -421,9 +421,9 @@ def _show(value):
 
 def cmd_train(args):
     from . import backend, data, models
-    from .checkpoint import list_checkpoints
-    from .distributed import from_environment
-    from .runfolder import check_run_folder, check_writable, clear_run, run_files
+    from .training.checkpoint import list_checkpoints
+    from .training.distributed import from_environment
+    from .training.runfolder import check_run_folder, check_writable, clear_run, run_files
     from .training import Trainer
     comm = _RANKS[0] = from_environment(required=args.distributed)   # mpiexec: data-parallel (distributed.py)
     _CHECKING[0] = comm.size > 1
@@ -454,7 +454,7 @@ def cmd_train(args):
     ds = _training_data(args, cfg)
     _fit_model_to_data(cfg, ds, resumed=args.resume)
     if args.resume:   # the model a checkpoint describes is built no larger than the arrays it carries
-        from .checkpoint import CheckpointError, parameter_bound, read_meta
+        from .training.checkpoint import CheckpointError, parameter_bound, read_meta
         from .init import parameter_budget
         newest = checkpoints[-1][1]
         try:
@@ -598,7 +598,7 @@ def _class_label(gan, meta, label, flag="--label"):
 # --------------------------------------------------------------------------- using a trained run
 def cmd_sample(args):
     from . import backend
-    from .images import save_grid
+    from .files.images import save_grid
     from .training import load_run
     _use_backend(args)
     gan, meta = load_run(args.run_dir, use_ema=not args.no_ema)
@@ -619,7 +619,7 @@ def cmd_sample(args):
 
 
 def cmd_interpolate(args):
-    from . import latent
+    from .generation import latent
     from .training import load_run
     _use_backend(args)
     gan, meta = load_run(args.run_dir, use_ema=not args.no_ema)
@@ -636,14 +636,14 @@ def cmd_interpolate(args):
 
 
 def cmd_evaluate(args):
-    from . import metrics
+    from .evaluation import metrics
     _use_backend(args, heavy=True)
     # progress goes to stderr, so that stdout holds only the report (or only the JSON)
     progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = metrics.evaluate_run(args.run_dir, n=args.n, seed=args.seed, batch=args.batch, data_dir=args.data_dir,
                                   n_real=args.n_real, progress=progress, use_ema=not args.no_ema,
                                   dataset=args.dataset)
-    from .report import write_report
+    from .training.report import write_report
     write_report(args.run_dir)      # report.html gains the evaluation numbers
     print(json.dumps(result, indent=2) if args.json else metrics.format_report(result))
     return EXIT_OK
@@ -651,7 +651,7 @@ def cmd_evaluate(args):
 
 def cmd_judge(args):
     """judge train: train (or find in the cache) the judge of a data set, as evaluate would."""
-    from .dataset_judge import describe, judge_for_dataset
+    from .evaluation.dataset_judge import describe, judge_for_dataset
     _use_backend(args, heavy=True)
     if args.dataset.startswith(FOLDER):
         from . import data
@@ -678,7 +678,7 @@ def _read_images(path: Path, channels: int = 1, size: int = 28):
     Grey runs: .npy (H, W), (N, H, W) or (N, 1, H, W); RGB runs: .npy (3, H, W) or (N, 3, H, W)
     (the library's NCHW). An image file (PNG, JPEG) is decoded as an image folder's pictures are
     for training: converted to grey or RGB, centre-cropped and resized to ``size``."""
-    from .safeio import UnsafeFileError, read_npy
+    from .files.safeio import UnsafeFileError, read_npy
     if not path.exists():
         raise UsageError(f"--images {path}: no such file")
     if path.suffix.lower() == ".npy":
@@ -714,8 +714,9 @@ def _read_images(path: Path, channels: int = 1, size: int = 28):
 
 def cmd_inpaint(args):
     """Complete the missing part of images with a trained GAN (a thin layer over scratchgan.inpaint)."""
-    from . import backend, data, inpaint
-    from .images import save_grid
+    from . import backend, data
+    from .generation import inpaint
+    from .files.images import save_grid
     from .training import load_run
     _use_backend(args, heavy=True)
     gan, meta = load_run(args.run_dir, use_ema=not args.no_ema)
@@ -756,7 +757,7 @@ def cmd_inpaint(args):
     grid = np.stack([images, masked, completed], axis=1).reshape((-1,) + images.shape[1:])
     save_grid(grid, out, nrow=3 * min(per_row, len(images)), output=gan.output)
     if args.save_npy:
-        from .atomic import atomic_write_bytes
+        from .files.atomic import atomic_write_bytes
         import io
         buf = io.BytesIO()
         np.save(buf, completed)
@@ -781,8 +782,8 @@ def cmd_gradcheck(args):
 
 
 def cmd_bench(args):
-    from .bench import main as bench_main
-    from .distributed import from_environment
+    from .evaluation.bench import main as bench_main
+    from .training.distributed import from_environment
     comm = _RANKS[0] = from_environment(required=args.distributed)
     _use_backend(args, comm, heavy=not args.contention)   # --contention chooses with and without the busy core
     return bench_main(args, comm)
@@ -808,7 +809,7 @@ def _add_backend(p):
 def build_parser():
     from . import __version__
     from .losses import LOSSES
-    from .inpaint import MASK_KINDS
+    from .generation.inpaint import MASK_KINDS
     from .training import MAX_EPOCHS
     d = TRAIN_DEFAULTS
     p = _Parser(prog="scratchgan", description=__doc__.split("\n")[0],
@@ -1097,7 +1098,7 @@ def _failed(exc, code, message=None) -> int:
     any error while the ranks check their flags, run folder and data (they compare, _agree); any
     other is said by the rank it happened on, which then ends all ranks (MPI abort), so none is
     left waiting in a collective."""
-    from .distributed import DistributedError, ReplicaDriftError
+    from .training.distributed import DistributedError, ReplicaDriftError
     from .training import DivergenceError
     comm = _RANKS[0]
     if comm is None or comm.size == 1:
@@ -1130,12 +1131,12 @@ def main(argv=None):
     tune_host_allocator()  # the command owns its process: reuse freed host memory (docs/performance.md)
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")   # a path that is not UTF-8 prints as its own bytes
-    from .checkpoint import CheckpointError
+    from .training.checkpoint import CheckpointError
     from .data import DataError
-    from .distributed import DistributedError, ReplicaDriftError
-    from .judge import JudgeError
-    from .metrics import EvaluationDataMissing
-    from .runfolder import RunFolderError
+    from .training.distributed import DistributedError, ReplicaDriftError
+    from .evaluation.judge import JudgeError
+    from .evaluation.metrics import EvaluationDataMissing
+    from .training.runfolder import RunFolderError
     from .training import DivergenceError
     from .layers.base import DoubleBackwardError
     _RANKS[0], _CHECKING[0] = None, False

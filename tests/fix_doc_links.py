@@ -2,6 +2,9 @@
 
     python tests/fix_doc_links.py --base REV   (preferred: REV is a commit whose links were right)
     python tests/fix_doc_links.py              (no history: the nearest lines holding the code span)
+    python tests/fix_doc_links.py --base REV --moved OLD=NEW ...
+                                               (files moved since REV, paths from the repository root: a
+                                                link to NEW is carried from REV's link to OLD)
 
 With --base, each link's anchor as it stood in REV's copy of the doc is carried through a line
 diff of its target file (REV -> working tree): exact wherever the linked lines themselves did not
@@ -41,10 +44,13 @@ def _line_map(old: str, new: str) -> dict:
     return out
 
 
-def by_diff(rev) -> None:
-    """Carry every link's anchor in REV's docs through the diff of its target file."""
+def by_diff(rev, moved=None) -> None:
+    """Carry every link's anchor in REV's docs through the diff of its target file. ``moved``:
+    {old path: new path} (from the root) of files that moved since REV."""
     global changed
     maps = {}
+    moved = {(ROOT / old).resolve(): (ROOT / new).resolve() for old, new in (moved or {}).items()}
+    moved_back = {new: old for old, new in moved.items()}
     for path in td.doc_files():
         old_doc = _at(rev, path)
         if old_doc is None:
@@ -52,8 +58,9 @@ def by_diff(rev) -> None:
         old_links = list(LINK.finditer(old_doc))
         text = path.read_text()
         new_links = list(LINK.finditer(text))
-        key = lambda m: (m.group(1), m.group(2))   # noqa: E731
-        pairs = difflib.SequenceMatcher(None, [key(m) for m in old_links], [key(m) for m in new_links],
+        key = lambda m: (m.group(1), (path.parent / m.group(2)).resolve())   # noqa: E731
+        old_key = lambda m: (m.group(1), moved.get(key(m)[1], key(m)[1]))   # noqa: E731
+        pairs = difflib.SequenceMatcher(None, [old_key(m) for m in old_links], [key(m) for m in new_links],
                                         autojunk=False).get_opcodes()
         edits = []
         for tag, i1, i2, j1, _ in pairs:
@@ -65,7 +72,7 @@ def by_diff(rev) -> None:
                 if not dest.exists() or dest.suffix == ".md":
                     continue
                 if dest not in maps:
-                    old_src = _at(rev, dest)
+                    old_src = _at(rev, moved_back.get(dest, dest))
                     maps[dest] = _line_map(old_src, dest.read_text()) if old_src is not None else {}
                 a, b = int(om.group(3)), int(om.group(4) or om.group(3))
                 if a in maps[dest] and b in maps[dest]:
@@ -125,9 +132,13 @@ def by_search() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--base":
-        by_diff(sys.argv[2])
-    elif len(sys.argv) != 1:
+    args = sys.argv[1:]
+    if len(args) >= 2 and args[0] == "--base" and (len(args) == 2 or args[2] == "--moved"):
+        pairs = [a.split("=", 1) for a in args[3:]]
+        if any(len(p) != 2 for p in pairs):
+            sys.exit(__doc__)
+        by_diff(args[1], dict(pairs))
+    elif args:
         sys.exit(__doc__)
     by_search()
     print("re-anchored", changed)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from scratchgan import backend, cli
-from scratchgan.checkpoint import latest_checkpoint, load_checkpoint
+from scratchgan.training.checkpoint import latest_checkpoint, load_checkpoint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY_MLP = ["--model", "mlp", "--batch-size", "16", "--dataset", "mnist-bundled", "--quiet",

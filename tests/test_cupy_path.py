@@ -133,7 +133,7 @@ def test_the_command_line_under_SCRATCHGAN_BACKEND_cupy_and_checkpoints_across_b
     present), gradcheck and bench, all on CuPy; a run started on NumPy resumed on CuPy and one
     written on CuPy resumed and loaded on NumPy."""
     from scratchgan import cli
-    from scratchgan.checkpoint import latest_checkpoint, load_checkpoint
+    from scratchgan.training.checkpoint import latest_checkpoint, load_checkpoint
     from scratchgan.training import load_run
 
     t = tmp_path

@@ -9,8 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from scratchgan import backend, dataset_judge, metrics
-from scratchgan import judge as J
+from scratchgan import backend
+from scratchgan.evaluation import dataset_judge, metrics
+from scratchgan.evaluation import judge as J
 from scratchgan.cli import main
 from scratchgan.data import image_folder
 from scratchgan.data.shapes import make_shapes_folder

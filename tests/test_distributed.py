@@ -1,4 +1,4 @@
-"""Data-parallel training (scratchgan/distributed.py, docs/distributed.md).
+"""Data-parallel training (scratchgan/training/distributed.py, docs/distributed.md).
 
 Part 1 runs everywhere: the random rows of a global draw, and the layers that look across the
 batch (SyncBatchNorm, MinibatchStd, Dropout) split over ranks played by threads of this process,
@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scratchgan import backend, cli
-from scratchgan.checkpoint import latest_checkpoint, load_checkpoint
-from scratchgan.distributed import Communicator, DistributedError, check_replicas, data_parallel, ReplicaDriftError
+from scratchgan.training.checkpoint import latest_checkpoint, load_checkpoint
+from scratchgan.training.distributed import Communicator, DistributedError, check_replicas, data_parallel, ReplicaDriftError
 from scratchgan.layers import BatchNorm1d, BatchNorm2d, Dropout, MinibatchStd, Sequential, Dense, LeakyReLU
 
 
@@ -225,7 +225,7 @@ def test_a_batch_that_does_not_split_and_replica_drift_are_refused():
 
 
 def test_the_scaling_model_adds_ring_transfer_and_latency():
-    from scratchgan.bench import predict_step
+    from scratchgan.evaluation.bench import predict_step
     p = predict_step(100.0, 10e6, 10, 8, 10, latency_us=20)
     # ring: 2 * 7/8 * 80e6 bits / 10e9 bit/s = 14 ms; 10 calls * 2 log2(8) * 20 us = 1.2 ms
     assert p["allreduce_ms"] == pytest.approx(15.2)
@@ -515,13 +515,14 @@ def test_a_failing_or_drifting_rank_ends_every_rank_with_a_message_naming_it(tmp
 
 _LATE_SIGNAL_ON_RANK_0 = textwrap.dedent("""
     import signal, sys
-    from scratchgan import cli, training
-    check = training.Trainer._check_losses
-    def late(self, values):
-        check(self, values)
-        if self.comm.rank == 0 and self.step == 7:   # a Ctrl-C reaching rank 0 after step 7's agreement
-            self._stop_requested = signal.SIGINT
-    training.Trainer._check_losses = late
+    from scratchgan import cli
+    from scratchgan.training.guard import DivergenceGuard
+    check = DivergenceGuard.on_step_end
+    def late(self, loop):
+        check(self, loop)
+        if loop.comm.rank == 0 and loop.step.step == 7:   # a Ctrl-C reaching rank 0 after step 7's agreement
+            loop.request_stop(signal.SIGINT)
+    DivergenceGuard.on_step_end = late
     sys.exit(cli.main(sys.argv[1:]))
 """)
 

@@ -1,4 +1,4 @@
-"""Image completion (scratchgan.inpaint): masks, the contextual weights, the gradient dL/dz
+"""Image completion (scratchgan.generation.inpaint): masks, the contextual weights, the gradient dL/dz
 against float64 central differences (through D and G, for mlp, cgan and dcgan, grey and RGB,
 28 to 64 pixels), the search (restarts, clipping, loss going down, known pixels kept in every
 channel), clear errors, and, on a briefly
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scratchgan import backend, data, models
-from scratchgan import inpaint as ip
+from scratchgan.generation import inpaint as ip
 from scratchgan.training import TrainConfig, Trainer
 
 

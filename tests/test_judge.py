@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchgan import backend, judge as J
+from scratchgan import backend
+from scratchgan.evaluation import judge as J
 from scratchgan.data import load_dataset
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratchgan import backend, latent, models
+from scratchgan import backend, models
+from scratchgan.generation import latent
 
 PAD, SCALE, SIDE = 2, 2, 28     # images.make_grid padding, save_grid's default scale
 

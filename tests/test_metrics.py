@@ -11,7 +11,8 @@ import scipy.linalg
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scratchgan import backend, metrics
+from scratchgan import backend
+from scratchgan.evaluation import metrics
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 HAS_TEST_SET = (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists()
@@ -351,7 +352,8 @@ def test_evaluate_run_explains_a_missing_test_set(tiny_run, tmp_path, monkeypatc
 def test_evaluate_run_refuses_a_model_that_does_not_fit_its_data_before_any_work(shape, tmp_path, monkeypatch):
     """A run whose model makes another shape than its recorded data set is refused, naming both,
     before a judge is trained or a sample drawn, and without writing anything."""
-    from scratchgan import dataset_judge, models
+    from scratchgan import models
+    from scratchgan.evaluation import dataset_judge
     from scratchgan.training import TrainConfig, Trainer
     run = tmp_path / "run"
     gan = models.mlp(latent_dim=4, g_hidden=[8], d_hidden=[8], image_shape=shape, seed=0)

@@ -20,8 +20,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scratchgan import backend, images, losses, models
-from scratchgan.bench import iteration_flops, model_flops
+from scratchgan import backend, losses, models
+from scratchgan.files import images
+from scratchgan.evaluation.bench import iteration_flops, model_flops
 from scratchgan.gradcheck import gradcheck
 from scratchgan.layers import (BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
                                LeakyReLU, Reshape, Sequential, SpectralNorm, Tanh, Upsample2D)
@@ -369,7 +370,7 @@ def test_a_3x32x32_run_reloads_with_its_shape(tmp_path):
 
 
 def test_a_checkpoint_with_a_bad_image_shape_is_refused(tmp_path):
-    from scratchgan.checkpoint import CheckpointError
+    from scratchgan.training.checkpoint import CheckpointError
     run = tmp_path / "run"
     _trainer("mlp", (3, 8, 8), run_dir=run, steps=1).train()
     meta_path = run / "checkpoints" / "step_0000001.json"
@@ -484,7 +485,7 @@ def test_bench_layers_says_which_path_each_convolution_takes():
     """`bench --layers` names the algorithm of each convolution's forward and backward: the
     DCGAN's stride-1 layer both ways by the Fourier path, its stride-2 layer forward only, D's
     64 -> 128 convolution its input gradient; the few-channel layers im2col."""
-    from scratchgan.bench import _algorithms, dcgan_layers
+    from scratchgan.evaluation.bench import _algorithms, dcgan_layers
     got = {name: _algorithms(layer, shape) for name, layer, shape in dcgan_layers()}
     assert got["G ConvT 256->128 5x5 s1 (7x7)"] == "fourier / fourier"
     assert got["G ConvT 128->64 5x5 s2 (7->14)"] == "fourier / im2col"

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scratchgan import cli, report
+from scratchgan import cli
+from scratchgan.training import report
 
 NOT_UTF8 = b"a\xffb"
 

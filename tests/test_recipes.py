@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scratchgan import backend, cli, models
-from scratchgan.ema import EMA
+from scratchgan.training.ema import EMA
 from scratchgan.training import TrainConfig, Trainer, load_run
 
 from helpers import A, H
@@ -81,7 +81,7 @@ def test_samples_checkpoints_and_resume_use_the_average(tmp_path):
     raw, meta = load_run(tmp_path / "a", use_ema=False)
     assert meta["weights"] == "raw" and np.array_equal(H(raw.G[0].params["weight"]), H(a.gan.G[0].params["weight"]))
     # the sample grid of the run is drawn from the average
-    z = a.fixed_z
+    z = a.artefacts.fixed_z
     assert np.array_equal(H(a.sampler.generate(z=z)), H(gan.generate(z=z)))
 
 
@@ -115,9 +115,9 @@ def test_linear_learning_rate_decay_follows_the_step_and_resumes_exactly(tmp_pat
 
 
 def test_max_time_stops_and_saves(tmp_path, monkeypatch):
-    import scratchgan.training as training
+    import scratchgan.training.loop as loop
     clock = iter(np.arange(0.0, 1000.0, 1.0))        # every call one second later
-    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(clock)))
     tr = _trainer(tmp_path / "run", max_time=3.5)
     tr.config.steps = 100
     last = tr.train()
@@ -310,3 +310,48 @@ def test_recipe_search_trials_are_valid_train_commands(tmp_path):
         for name, flags in grid.items():
             parsed = cli.build_parser().parse_args(search["command"](flags, args, tmp_path / name)[3:])
             assert parsed.model.split("-")[0] == model, name
+
+
+# ---------------------------------------------------------------------------- recipes from Python
+def _run_checksums(run):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_run_checksums import checksums
+    return checksums(run)
+
+
+@pytest.mark.parametrize("model, extra", [("mlp", {}), ("cgan-tutorial", {}), ("dcgan", dict(loss="hinge")),
+                                          ("dcgan-tutorial", dict(loss="wgan-gp", batch_size=16))])
+def test_python_trains_a_cli_recipe_in_one_call_to_identical_checkpoints(model, extra, tmp_path):
+    """sg.train(model, ...) is `scratchgan train --model model ...`: same recipe, data, model and
+    steps, so the checkpoints' arrays and the pictures are bit for bit the same."""
+    import scratchgan as sg
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in extra.items()]
+    assert cli.main(["train", "--model", model, "--out", str(tmp_path / "cli"), "--steps", "4", "--sample-every", "2",
+                     "--checkpoint-every", "2", "--quiet", "--threads", "1", *flags]) == 0
+    backend.set_threads(1)
+    trainer = sg.train(model, out=tmp_path / "python", steps=4, sample_every=2, checkpoint_every=2, quiet=True,
+                       **extra)
+    assert trainer.step == 4 and trainer.stop_signal is None
+    from_cli, from_python = _run_checksums(tmp_path / "cli"), _run_checksums(tmp_path / "python")
+    assert from_cli == from_python and len(from_cli) > 20
+    assert backend.default_dtype() == np.float32      # the call leaves the default as it found it
+
+
+def test_python_gets_the_cli_checks_named_by_setting(tmp_path):
+    import scratchgan as sg
+    with pytest.raises(ValueError, match=r"^g_loss applies to loss bce only \(this run: loss wgan, optimizer rmsprop\)"):
+        sg.recipe("mlp", loss="wgan", g_loss="minimax")
+    with pytest.raises(ValueError, match="projection applies to the cgan models, not dcgan"):
+        sg.recipe("dcgan", model_args=dict(projection=True))
+    with pytest.raises(ValueError, match="unknown settings"):
+        sg.recipe("mlp", stepz=3)
+    assert sg.recipe("dcgan", loss="wgan-gp").model_args == {"dropout": 0.0}   # as the CLI: no spectral norm
+    sg.train("mlp", out=tmp_path / "r", steps=2, quiet=True, model_args=dict(g_hidden=[8], d_hidden=[8]))
+    with pytest.raises(ValueError, match="already holds a run: continue it with resume, choose another out"):
+        sg.train("mlp", out=tmp_path / "r", steps=2, quiet=True)
+    with pytest.raises(ValueError, match="g_hidden 16 differs from the run's 8 and cannot change on resume"):
+        sg.train(out=tmp_path / "r", resume=True, steps=4, model_args=dict(g_hidden=[16]))
+    assert sg.train(out=tmp_path / "r", resume=True, steps=4, quiet=True, lr=1e-4).step == 4
+    assert sg.recipe("cgan", ema=None).ema is None and sg.recipe("cgan").ema == 0.999

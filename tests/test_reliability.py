@@ -23,9 +23,9 @@ import pytest
 from conftest import env_without_cupy
 from helpers import assert_error_line, run_cli
 from scratchgan import cli
-from scratchgan.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, read_meta, remove_checkpoint,
+from scratchgan.training.checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, read_meta, remove_checkpoint,
                                    save_checkpoint)
-from scratchgan.runfolder import clear_run, is_run_file, remove_leftovers
+from scratchgan.training.runfolder import clear_run, is_run_file, remove_leftovers
 from scratchgan.training import MAX_LOSS, DivergenceError, TrainConfig, Trainer
 
 TINY = ["--batch-size", "16", "--dataset", "mnist-bundled", "--quiet", "--g-hidden", "16", "--d-hidden", "16"]
@@ -391,7 +391,7 @@ def test_out_under_a_file_and_out_being_a_file(tmp_path, capsys):
 
 def _deny_writes(monkeypatch):
     """A read-only disk for check_writable (as root, permissions cannot show it)."""
-    import scratchgan.runfolder as rf
+    import scratchgan.training.runfolder as rf
 
     def denied(*args, **kwargs):
         raise PermissionError(errno.EROFS, "Read-only file system")
@@ -419,7 +419,7 @@ def test_a_really_read_only_folder(tmp_path, capsys):
 
 
 def test_evaluate_checks_that_it_can_write_before_computing(tiny_run, tmp_path, capsys, monkeypatch):
-    import scratchgan.metrics as metrics
+    import scratchgan.evaluation.metrics as metrics
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     _deny_writes(monkeypatch)
@@ -430,7 +430,7 @@ def test_evaluate_checks_that_it_can_write_before_computing(tiny_run, tmp_path, 
 
 
 def test_a_full_disk_during_training_is_one_error_line_and_keeps_the_last_checkpoint(run, capsys, monkeypatch):
-    import scratchgan.atomic as atomic
+    import scratchgan.files.atomic as atomic
     real_fsync, calls = os.fsync, []
 
     def full(fd):
@@ -544,8 +544,8 @@ def terminal_sigint():
 def test_a_first_ctrl_c_during_a_save_is_a_normal_stop(run, capsys, monkeypatch, terminal_sigint):
     """A first Ctrl-C that lands while a checkpoint is being written asks for the usual stop: the
     save completes, the run stops at that step with its message, and nothing aborts."""
-    import scratchgan.training as training
-    real_save, calls = training.save_checkpoint, []
+    import scratchgan.training.runfolder as runfolder
+    real_save, calls = runfolder.save_checkpoint, []
 
     def save_interrupted(stem, arrays, meta):
         calls.append(meta["step"])
@@ -553,7 +553,7 @@ def test_a_first_ctrl_c_during_a_save_is_a_normal_stop(run, capsys, monkeypatch,
             os.kill(os.getpid(), signal.SIGINT)
         return real_save(stem, arrays, meta)
 
-    monkeypatch.setattr(training, "save_checkpoint", save_interrupted)
+    monkeypatch.setattr(runfolder, "save_checkpoint", save_interrupted)
     rc, out, err = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "9", "--checkpoint-every", "1")
     assert rc == 130, err
     assert "stopped by SIGINT: checkpoint saved at step 7" in out and "interrupted" not in err
@@ -563,15 +563,15 @@ def test_a_first_ctrl_c_during_a_save_is_a_normal_stop(run, capsys, monkeypatch,
 
 
 def test_a_second_ctrl_c_during_the_save_lets_the_save_finish(run, capsys, monkeypatch, terminal_sigint):
-    import scratchgan.training as training
-    real_save = training.save_checkpoint
+    import scratchgan.training.runfolder as runfolder
+    real_save = runfolder.save_checkpoint
 
     def save_interrupted(stem, arrays, meta):
         os.kill(os.getpid(), signal.SIGINT)    # the first Ctrl-C: a stop is requested
         os.kill(os.getpid(), signal.SIGINT)    # the second, while the checkpoint is being written
         return real_save(stem, arrays, meta)
 
-    monkeypatch.setattr(training, "save_checkpoint", save_interrupted)
+    monkeypatch.setattr(runfolder, "save_checkpoint", save_interrupted)
     rc, _, err = run_cli(capsys, "train", "--resume", "--out", run, "--steps", "9", "--checkpoint-every", "1",
                          "--quiet")
     assert rc == 130

@@ -23,11 +23,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scratchgan import backend, data, models, report
+from scratchgan import backend, data, models
+from scratchgan.training import report
 from scratchgan.layers import Dense, Flatten, Sequential
 from scratchgan.layers.activations import sigmoid
-from scratchgan.runfolder import RunFolderError, check_run_folder, clear_run, is_run_file, run_files
+from scratchgan.training.runfolder import RunFolderError, check_run_folder, clear_run, is_run_file, run_files
 from scratchgan.training import TrainConfig, Trainer
+from scratchgan.training.artefacts import Artefacts
 
 T = backend.to_numpy
 TINY = {"mlp": dict(g_hidden=(16,), d_hidden=(16,)), "cgan": dict(g_hidden=(16,), d_hidden=(16,)),
@@ -73,10 +75,10 @@ def test_monitor_values_are_ds_sigmoid_outputs_in_eval_mode(kind):
     assert all(np.array_equal(before[k], after[k]) for k in before)   # no Dropout counter moved
 
     D.layers[0].training = True
-    idx = tr.xp.asarray(tr.monitor_fake_index)
-    fake = tr.gan.generate(z=tr.fixed_z[idx], labels=None if tr.fixed_labels is None else tr.fixed_labels[idx])
-    fake_labels = None if tr.fixed_labels is None else tr.fixed_labels[idx]
-    expect_real = _d_probabilities(tr.gan, tr.monitor_real, tr.monitor_real_labels)
+    idx = tr.xp.asarray(tr.artefacts.monitor_fake_index)
+    fake = tr.gan.generate(z=tr.artefacts.fixed_z[idx], labels=None if tr.artefacts.fixed_labels is None else tr.artefacts.fixed_labels[idx])
+    fake_labels = None if tr.artefacts.fixed_labels is None else tr.artefacts.fixed_labels[idx]
+    expect_real = _d_probabilities(tr.gan, tr.artefacts.monitor_real, tr.artefacts.monitor_real_labels)
     expect_fake = _d_probabilities(tr.gan, fake, fake_labels)
     assert grid.real_values.shape == (16,) and grid.fake_values.shape == (16,)
     # the grid runs G and D on the whole fixed batch, the check on 16 rows: OpenBLAS may sum a row of a
@@ -84,7 +86,7 @@ def test_monitor_values_are_ds_sigmoid_outputs_in_eval_mode(kind):
     np.testing.assert_allclose(grid.real_values, expect_real, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(grid.fake_values, expect_fake, rtol=1e-6, atol=1e-7)
     # In train mode (Dropout active) D would give other numbers: the grid really used eval mode.
-    assert not np.array_equal(T(sigmoid(D(tr.gan.d_input(tr.monitor_real, tr.monitor_real_labels))))[:, 0], expect_real)
+    assert not np.array_equal(T(sigmoid(D(tr.gan.d_input(tr.artefacts.monitor_real, tr.artefacts.monitor_real_labels))))[:, 0], expect_real)
     assert grid.mean_real == pytest.approx(float(expect_real.astype(np.float64).mean()))
     assert grid.real_texts[0] == f"{100 * float(expect_real[0]):.1f}%"
     assert grid.title.startswith(f"step 3: mean D(real) = {100 * grid.mean_real:.1f}%, mean D(fake) = ")
@@ -144,7 +146,7 @@ def test_score_losses_judged_against_the_midpoint_of_the_means():
     assert "midpoint" in g.title and "wgan-gp critic scores" in g.title and "%" not in g.title.split("\n")[0]
     tr = _trainer("mlp", loss="hinge", steps=1)          # the trainer passes its loss family on
     g = tr.monitor()
-    np.testing.assert_array_equal(g.real_values, T(tr.gan.D(tr.monitor_real))[:, 0])   # raw scores, no sigmoid
+    np.testing.assert_array_equal(g.real_values, T(tr.gan.D(tr.artefacts.monitor_real))[:, 0])   # raw scores, no sigmoid
     assert not g.probabilities and "hinge critic scores" in g.title and g.real_texts[0] == f"{g.real_values[0]:.3g}"
 
 
@@ -152,7 +154,7 @@ def test_conditional_tiles_show_class_names():
     names = list("ABCDEFGHIJ")
     tr = _trainer("cgan", class_names=names)
     g = tr.monitor()
-    real_labels = T(tr.monitor_real_labels).tolist()
+    real_labels = T(tr.artefacts.monitor_real_labels).tolist()
     assert g.real_names == [names[label] for label in real_labels]
     assert g.fake_names == list("ABCDEFGHIJ") + list("ABCDEF")       # fixed noise, one class after another
     default = _trainer("cgan").monitor()
@@ -161,7 +163,7 @@ def test_conditional_tiles_show_class_names():
     with pytest.raises(ValueError, match="class_names has 3 names but the labels go up to 9"):
         _trainer("cgan", class_names=["a", "b", "c"])
     with pytest.raises(ValueError, match=r"a conditional model needs real_labels \(one per image\), got None"):
-        report.monitor_grid(tr.gan, tr.monitor_real, tr.monitor_real)
+        report.monitor_grid(tr.gan, tr.artefacts.monitor_real, tr.artefacts.monitor_real)
 
 
 def test_rgb_and_other_sizes_shown_in_colour():
@@ -185,12 +187,12 @@ def test_rgb_and_other_sizes_shown_in_colour():
 
 def test_same_real_batch_and_noise_at_every_interval_and_training_unchanged(tmp_path, monkeypatch):
     tr = _trainer("cgan", run_dir=tmp_path / "run", sample_every=1)
-    z0, labels0 = T(tr.fixed_z).copy(), T(tr.fixed_labels).copy()
+    z0, labels0 = T(tr.artefacts.fixed_z).copy(), T(tr.artefacts.fixed_labels).copy()
     seen, original = [], report.monitor_grid
 
     def spy(gan, real, fake, real_labels=None, fake_labels=None, **kw):
-        idx = tr.xp.asarray(tr.monitor_fake_index)
-        expect = gan.generate(z=tr.fixed_z[idx], labels=tr.fixed_labels[idx])
+        idx = tr.xp.asarray(tr.artefacts.monitor_fake_index)
+        expect = gan.generate(z=tr.artefacts.fixed_z[idx], labels=tr.artefacts.fixed_labels[idx])
         seen.append((kw["step"], T(real).copy(), T(real_labels).copy(), T(fake).copy(), T(expect),
                      T(fake_labels).copy()))
         return original(gan, real, fake, real_labels, fake_labels, **kw)
@@ -203,11 +205,11 @@ def test_same_real_batch_and_noise_at_every_interval_and_training_unchanged(tmp_
         # G(the first fixed z's), now: to rounding, as G ran on the whole fixed batch (OpenBLAS's kernels
         # may sum a row in another order for another number of rows)
         np.testing.assert_allclose(fake, expect, rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(fake_labels, labels0[tr.monitor_fake_index])
+        np.testing.assert_array_equal(fake_labels, labels0[tr.artefacts.monitor_fake_index])
     assert not np.array_equal(seen[0][3], seen[-1][3])              # G learnt in between
-    np.testing.assert_array_equal(seen[0][1], T(tr.images)[tr.monitor_index])
-    np.testing.assert_array_equal(T(tr.fixed_z), z0)
-    assert len(set(tr.monitor_index.tolist())) == 16
+    np.testing.assert_array_equal(seen[0][1], T(tr.images)[tr.artefacts.monitor_index])
+    np.testing.assert_array_equal(T(tr.artefacts.fixed_z), z0)
+    assert len(set(tr.artefacts.monitor_index.tolist())) == 16
 
     # Watching changes nothing in training: the same weights, buffers and optimiser state as an
     # unwatched run (D's Dropout counters, G's BatchNorm statistics are untouched by the grids).
@@ -222,13 +224,13 @@ def test_fixed_real_batch_survives_resume(tmp_path):
     first.train()
     again = _trainer("cgan", run_dir=tmp_path / "run", steps=4)
     assert again.resume() and again.step == 2
-    np.testing.assert_array_equal(again.monitor_index, first.monitor_index)
-    np.testing.assert_array_equal(T(again.monitor_real), T(first.monitor_real))
+    np.testing.assert_array_equal(again.artefacts.monitor_index, first.artefacts.monitor_index)
+    np.testing.assert_array_equal(T(again.artefacts.monitor_real), T(first.artefacts.monitor_real))
     g1, g2 = first.monitor(), again.monitor()
     np.testing.assert_array_equal(g1.real_values, g2.real_values)
     np.testing.assert_array_equal(g1.fake_values, g2.fake_values)
     other_seed = _trainer("cgan", seed=1)
-    assert not np.array_equal(other_seed.monitor_index, first.monitor_index)
+    assert not np.array_equal(other_seed.artefacts.monitor_index, first.artefacts.monitor_index)
 
 
 # ---------------------------------------------------------------------------- the interval hook
@@ -236,15 +238,15 @@ def test_fixed_real_batch_survives_resume(tmp_path):
 def test_interval_hook_writes_every_artefact(tmp_path, monkeypatch, steps, calls):
     run = tmp_path / "run"
     tr = _trainer("mlp", run_dir=run, steps=steps, sample_every=2, checkpoint_every=2)
-    seen, original = [], Trainer.on_interval
+    seen, original = [], Artefacts.write
 
     def spy(self, live=False):
-        seen.append((self.step, live))
+        seen.append((self.step.step, live))
         out = original(self, live=live)
         assert list(out) == ["samples", "losses", "monitor", "progress", "report"]
         assert ('http-equiv="refresh"' in (run / "report.html").read_text()) == live
         return out
-    monkeypatch.setattr(Trainer, "on_interval", spy)
+    monkeypatch.setattr(Artefacts, "write", spy)
     tr.train()
     assert seen == calls
     steps_done = [s for s, _ in calls]

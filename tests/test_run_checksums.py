@@ -57,6 +57,7 @@ def platform_key() -> dict:
     import matplotlib
     import PIL
     import scipy
+    import scipy.linalg  # noqa: F401  (its own BLAS, loaded by other tests or not: listed either way)
     from threadpoolctl import threadpool_info
     blas = sorted(f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
                   if i.get("user_api") == "blas")

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from scratchgan import backend, cli
-from scratchgan.bench import busy_core
+from scratchgan.evaluation.bench import busy_core
 
 pytest.importorskip("threadpoolctl")
 

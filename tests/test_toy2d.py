@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratchgan import toy2d
+from scratchgan.evaluation import toy2d
 
 
 def test_ring_and_grid_modes():

@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 
 from scratchgan import backend, data, losses, models
-from scratchgan.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from scratchgan.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from scratchgan.gradcheck import gradcheck
 from scratchgan.layers import Sequential
 from scratchgan.training import METRIC_FIELDS, DivergenceError, TrainConfig, Trainer, load_run
+from scratchgan.training.callbacks import StopOnSignal
+from scratchgan.training.loop import Loop
 
 T = backend.to_numpy
 
@@ -257,7 +259,7 @@ def test_short_run_writes_all_artefacts(kind, tmp_path):
     if kind == "cgan":
         # one row per class: 10 rows of n_samples // 10 images, each row a single label
         per_class = n_samples // 10
-        assert T(tr.fixed_labels).reshape(10, per_class).tolist() == [[c] * per_class for c in range(10)]
+        assert T(tr.artefacts.fixed_labels).reshape(10, per_class).tolist() == [[c] * per_class for c in range(10)]
         assert grid.shape[:2] == ((10 * (28 + pad) + pad) * scale, (per_class * (28 + pad) + pad) * scale)
     else:
         assert grid.shape[:2] == ((4 * (28 + pad) + pad) * scale,) * 2
@@ -587,8 +589,9 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes(tmp_path):
     def step_then_interrupt():
         out = step()
         if tr.step == 3:
-            handler_during_training.append(signal.getsignal(signal.SIGINT))
-            tr._request_stop(signal.SIGINT, None)
+            handler = signal.getsignal(signal.SIGINT)
+            handler_during_training.append(handler)
+            handler(signal.SIGINT, None)           # as the signal would
         return out
 
     tr.train_step = step_then_interrupt
@@ -599,7 +602,8 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes(tmp_path):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert tr.step == 3
-    assert handler_during_training == [tr._request_stop], "train() did not install its SIGINT handler"
+    [handler] = handler_during_training
+    assert isinstance(getattr(handler, "__self__", None), StopOnSignal), "train() did not install its SIGINT handler"
     path = latest_checkpoint(run / "checkpoints")
     assert path.name == "step_0000003.json" and load_checkpoint(path)[1]["step"] == 3
     assert (run / "samples" / "step_0000003.png").is_file()
@@ -613,12 +617,21 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes(tmp_path):
     assert _equal_states(_state(ref)[0], _state(tr2)[0])
 
 
-def test_second_ctrl_c_aborts_at_once():
-    tr = _trainer("mlp")
-    tr._request_stop(signal.SIGINT, None)
-    assert tr._stop_requested
+def test_second_ctrl_c_aborts_at_once_but_never_inside_a_checkpoint_write():
+    loop = Loop(_trainer("mlp"), total=10)
+    said = []
+    stop = StopOnSignal(say=said.append)
+    stop.loop = loop
+    stop.handle(signal.SIGINT)
+    assert loop.requested == signal.SIGINT and "finishing this step" in said[-1]
     with pytest.raises(KeyboardInterrupt):
-        tr._request_stop(signal.SIGINT, None)
+        stop.handle(signal.SIGINT)
+    written = []
+    with pytest.raises(KeyboardInterrupt):
+        with loop.critical():            # a checkpoint being written
+            stop.handle(signal.SIGINT)   # waits ...
+            written.append("the whole checkpoint")
+    assert written == ["the whole checkpoint"] and "a checkpoint is being written" in said[-1]   # ... until after it
 
 
 # ---------------------------------------------------------------------------- losses and options
@@ -787,7 +800,7 @@ def test_cgan_on_one_class_draws_fake_labels_from_that_class():
         tr.train_step()
     fake_labels = set(np.concatenate([T(y) for y in rec["y_fake"]]).tolist())
     assert fake_labels == {2}, f"fake labels {sorted(fake_labels)} for a run on classes=[2]"
-    assert set(T(tr.fixed_labels).tolist()) == {2}
+    assert set(T(tr.artefacts.fixed_labels).tolist()) == {2}
 
 
 def test_metrics_after_crash_and_resume_have_no_duplicate_steps(tmp_path):

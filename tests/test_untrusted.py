@@ -19,9 +19,9 @@ from PIL import EpsImagePlugin, Image
 
 from helpers import assert_error_line, run_cli
 from scratchgan import cli
-from scratchgan.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from scratchgan.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from scratchgan.data import DataError, image_folder
-from scratchgan.safeio import MAX_IMAGE_PIXELS, UnsafeFileError, append_text, open_image, read_bytes, read_npy
+from scratchgan.files.safeio import MAX_IMAGE_PIXELS, UnsafeFileError, append_text, open_image, read_bytes, read_npy
 from scratchgan.training import load_run
 
 TINY = ["--batch-size", "16", "--dataset", "mnist-bundled", "--quiet", "--g-hidden", "16", "--d-hidden", "16"]
@@ -494,7 +494,7 @@ def test_a_checkpoint_member_lying_about_its_size_is_refused_before_allocating(r
 
 def test_a_judge_record_asking_for_a_huge_net_is_refused_before_allocating(tmp_path):
     """A cached judge lies in the user's cache: its .json is not covered by the weights' checksum."""
-    from scratchgan.judge import JudgeError, build_judge, load_judge, save_judge
+    from scratchgan.evaluation.judge import JudgeError, build_judge, load_judge, save_judge
     path = save_judge(build_judge(0, channels=(2, 2), hidden=4), tmp_path / "j.npz")
     meta = json.loads(path.with_suffix(".json").read_text())
     meta["arch"]["hidden"] = 10**8

@@ -26,8 +26,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..atomic import default_file_mode
-from ..safeio import open_regular
+from ..files.atomic import default_file_mode
+from ..files.safeio import open_regular
 from .idx import DataError, read_idx
 
 __all__ = [

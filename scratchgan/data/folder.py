@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes, default_file_mode
-from ..safeio import (MAX_IMAGE_PIXELS, PICTURE_FORMATS, UnsafeFileError, npy_header, npz_members, open_image,
+from ..files.atomic import atomic_write_bytes, default_file_mode
+from ..files.safeio import (MAX_IMAGE_PIXELS, PICTURE_FORMATS, UnsafeFileError, npy_header, npz_members, open_image,
                       open_regular, read_bytes)
 from .datasets import Dataset, cache_dir
 from .idx import DataError

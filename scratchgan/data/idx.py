@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
-from ..safeio import UnsafeFileError, read_bytes
+from ..files.atomic import atomic_write_bytes
+from ..files.safeio import UnsafeFileError, read_bytes
 
 __all__ = ["DataError", "read_idx", "write_idx", "parse_idx", "IDX_TYPES"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
+from ..files.atomic import atomic_write_bytes
 
 __all__ = ["make_shapes_folder", "SHAPES"]
 

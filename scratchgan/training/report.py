@@ -29,11 +29,11 @@ from urllib.parse import quote
 
 import numpy as np
 
-from . import backend
-from .atomic import atomic_write_bytes
-from .images import to_unit_range
-from .safeio import RUN_IMAGE_FORMATS, UnsafeFileError, open_image, open_regular
-from .layers.activations import sigmoid
+from .. import backend
+from ..files.atomic import atomic_write_bytes
+from ..files.images import to_unit_range
+from ..files.safeio import RUN_IMAGE_FORMATS, UnsafeFileError, open_image, open_regular
+from ..layers.activations import sigmoid
 
 __all__ = ["MONITOR_SIZE", "REFRESH_S", "MonitorGrid", "d_outputs", "monitor_grid", "sample_grids",
            "progress_animation", "write_report"]

@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend, losses
-from .safeio import UnsafeFileError, open_image, read_npy
+from .. import backend, losses
+from ..files.safeio import UnsafeFileError, open_image, read_npy
 
 __all__ = ["MASK_KINDS", "DEFAULT_FRACTION", "make_mask", "context_weights", "InpaintResult", "inpaint",
            "inpaint_loss_and_grad", "completion_error", "mean_image_fill", "masked_images"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend
+from .. import backend
 
 __all__ = ["to_unit_range", "make_grid", "grid_png", "save_grid", "plot_losses"]
 

@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend, losses
-from .layers import Conv2D, Dense, Dropout, Flatten, ReLU, Sequential
-from .layers.pooling import MaxPool2D
-from .init import parameter_budget
-from .optim import Adam
-from .safeio import UnsafeFileError, npz_members, read_bytes
+from .. import backend, losses
+from ..layers import Conv2D, Dense, Dropout, Flatten, ReLU, Sequential
+from ..layers.pooling import MaxPool2D
+from ..init import parameter_budget
+from ..optim import Adam
+from ..files.safeio import UnsafeFileError, npz_members, read_bytes
 
 __all__ = ["Judge", "JudgeError", "build_judge", "train_judge", "load_judge", "save_judge",
            "to_judge_range", "shift_augment", "rotate_batch", "rotation_accuracy", "JUDGES_DIR", "TASKS"]
@@ -338,7 +338,7 @@ EXTRA = "extra/"   # .npz names of ``judge.extra`` arrays, apart from the weight
 def save_judge(judge: Judge, path, **info) -> Path:
     """Write ``path`` (.npz, float32 weights and ``judge.extra``) and ``path.json`` (architecture,
     sha256, info), each atomically (temporary file, then rename), the .npz first."""
-    from .atomic import atomic_write_bytes
+    from ..files.atomic import atomic_write_bytes
     path = Path(path).with_suffix(".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: backend.to_numpy(v).astype(np.float32) for k, v in judge.net.state_dict().items()

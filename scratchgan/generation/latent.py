@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from .. import backend
 
 __all__ = ["MODES", "lerp", "slerp", "interpolate", "sweep", "class_sweep", "render", "walk", "between", "save_walk"]
 
@@ -187,6 +187,6 @@ def save_walk(gan, path, mode="slerp", steps=10, rows=8, seed=1, dim=0, label=No
 
     The grid has ``rows`` rows of ``steps`` images (num_classes images for mode "classes").
     """
-    from .images import save_grid
+    from ..files.images import save_grid
     images, z, _ = walk(gan, mode=mode, steps=steps, rows=rows, seed=seed, dim=dim, label=label)
     return save_grid(images, path, nrow=len(z) // rows, output=gan.output)

@@ -28,8 +28,8 @@ import tracemalloc
 
 import numpy as np
 
-from . import backend
-from .layers import Conv2D, ConvTranspose2D, Dense, Sequential
+from .. import backend
+from ..layers import Conv2D, ConvTranspose2D, Dense, Sequential
 
 __all__ = ["layer_flops", "model_flops", "iteration_flops", "gemm_rate", "bench_model", "bench_distributed",
            "bench_contention", "busy_core", "bench_layers", "main"]
@@ -122,8 +122,8 @@ def bench_model(kind: str, batch: int, repeats=5, warmup=2, seed=0, image_shape=
 
 def _trainer(kind, batch, seed, image_shape=None, comm=None):
     """(gan, trainer) of a model at a batch size on random images (timing only)."""
-    from .models import build
-    from .training import TrainConfig, Trainer
+    from ..models import build
+    from ..training import TrainConfig, Trainer
     gan = build(kind, seed=seed) if image_shape is None else build(kind, seed=seed, image_shape=tuple(image_shape))
     n = max(4 * batch, 256)
     rng = np.random.default_rng(seed)
@@ -254,7 +254,7 @@ def _main_contention(args) -> int:
 
 def dcgan_layers():
     """The DCGAN's conv layers (and a few others) at their batch-64 input shapes."""
-    from .layers import BatchNorm2d, Dropout, LeakyReLU
+    from ..layers import BatchNorm2d, Dropout, LeakyReLU
     return [
         ("G Dense 100->12544", Dense(100, 12544, bias=False), (64, 100)),
         ("G ConvT 256->128 5x5 s1 (7x7)", ConvTranspose2D(256, 128, 5, 1, 2, bias=False), (64, 256, 7, 7)),

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend
+from .. import backend
 
 __all__ = ["gaussian_stats", "frechet_distance", "fid", "classifier_score", "class_histogram",
            "label_accuracy", "pairwise_sq_distances", "kth_nn_radii", "precision_recall_knn",
@@ -347,8 +347,8 @@ _REAL_CACHE: dict = {}
 
 def _load_real(dataset, data_dir, n_real, train_dataset, classes):
     """Test images (the reference) and training images (memorisation), both in [0, 1]."""
-    from .data import load_dataset
-    from .data.datasets import DataError
+    from ..data import load_dataset
+    from ..data.datasets import DataError
     test_name = "mnist" if dataset in ("mnist", "mnist-bundled") else dataset
     try:
         test = load_dataset(test_name, split="test", data_dir=data_dir, progress=False, classes=classes)
@@ -383,7 +383,7 @@ def _generate(gan, n, seed, batch, labels=None):
 def _nn_grid(path, queries, train_images, nn_idx, nn_dist, rows=8, neighbours=5):
     """PNG: each row is a generated sample followed by its nearest training images. The first
     half of the rows are the samples closest to the training set, the rest the first samples."""
-    from .images import save_grid
+    from ..files.images import save_grid
     dist = backend.to_numpy(nn_dist[:, 0])
     closest = np.argsort(dist)[:rows // 2]
     rest = [i for i in range(len(dist)) if i not in set(closest.tolist())][:rows - len(closest)]
@@ -551,7 +551,7 @@ def _run_data(dataset: str, gan, classes, data_dir, progress: bool):
     """The run's training data, as it trained on it: an image folder at the model's channels and
     size, or a registered data set's training split; only the classes it kept."""
     import warnings
-    from .data import image_folder, load_dataset
+    from ..data import image_folder, load_dataset
     if dataset.startswith(FOLDER):
         c, size, _ = (int(d) for d in gan.image_shape)
         path = dataset[len(FOLDER):]
@@ -617,19 +617,19 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
     (the selected one); statistics are taken on the host in float64.
     """
     from .judge import load_judge, to_judge_range
-    from .training import load_run
+    from ..training import load_run
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     gan, meta = load_run(run_dir, checkpoint, use_ema=use_ema)
     check_judgeable(gan, run_dir)
     if write:  # find out now, not after minutes of work, that the results cannot be written
-        from .runfolder import check_writable
+        from ..training.runfolder import check_writable
         check_writable(run_dir, "evaluate")
     train_cfg = meta.get("train", {})
     if not isinstance(train_cfg, dict):
         train_cfg = {}
-    from .data.datasets import get_spec
+    from ..data.datasets import get_spec
     recorded = dataset if dataset is not None else train_cfg.get("dataset", "mnist")
     if not isinstance(recorded, str) or not recorded:
         raise ValueError(f"{run_dir}: the run records no data set; pass one (--dataset)")
@@ -714,7 +714,7 @@ def evaluate_run(run_dir, n: int = 10000, seed: int = 0, batch: int = 500, data_
         result["nn_grid"] = {"path": str(grid), "rows": _nn_grid(grid, images[:nq], real["x_train"], nn_idx, nn_pix)}
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
-        from .atomic import atomic_write_bytes
+        from ..files.atomic import atomic_write_bytes
         atomic_write_bytes(run_dir / "evaluation.json", (json.dumps(result, indent=2) + "\n").encode())
     return result
 

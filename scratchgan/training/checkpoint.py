@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend
-from .atomic import atomic_write_bytes
-from .safeio import UnsafeFileError, npz_members, read_bytes
+from .. import backend
+from ..files.atomic import atomic_write_bytes
+from ..files.safeio import UnsafeFileError, npz_members, read_bytes
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_meta", "check_meta", "arrays_path", "latest_checkpoint",
            "list_checkpoints", "parameter_bound", "remove_checkpoint", "CheckpointError", "CHECKPOINT_NAME",
-           "atomic_write_bytes", "MAX_META_BYTES"]
+           "atomic_write_bytes", "MAX_META_BYTES", "check_arrays", "error_text"]
 
 MAX_META_BYTES = 16 << 20   # a checkpoint's .json: settings, counters and class names, never this large
 
@@ -227,3 +227,18 @@ def latest_checkpoint(folder):
     than silently passed over for an older one."""
     found = list_checkpoints(folder)
     return found[-1][1] if found else None
+
+
+def check_arrays(arrays: dict) -> None:
+    """CheckpointError unless every array is of a real number type and, floating, finite (a saved
+    run never holds NaN/inf)."""
+    for name, a in arrays.items():
+        if a.dtype.kind not in "fiub":
+            raise CheckpointError(f"checkpoint array {name!r} has dtype {a.dtype}, not a real number type")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise CheckpointError(f"checkpoint array {name!r} holds NaN or inf values")
+
+
+def error_text(exc) -> str:
+    """An exception's text without the quotes KeyError puts around it."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
-from .layers.base import Module, check_real
+from .. import backend
+from ..layers.base import Module, check_real
 
 __all__ = ["EMA"]
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend
+from .. import backend
 from .judge import Judge, JudgeError, build_judge, load_judge, save_judge, train_judge
 
 __all__ = ["judge_arch", "train_settings", "held_out_split", "data_key", "judge_for_dataset", "kmeans",
@@ -132,7 +132,7 @@ def judge_for_dataset(ds, seed: int = 0, cache=True, progress=None, bar: bool = 
     progress: called with one line of news (found in the cache, or training and its time);
     bar: a progress bar of the training steps on stderr. ``retrain``: ignore a cached judge.
     """
-    from .data.datasets import cache_dir
+    from ..data.datasets import cache_dir
     say = progress or (lambda msg: None)
     images = ds.images if ds.images.ndim == 4 else ds.images[:, None]
     labelled = len(ds.classes) >= 2 and len(np.unique(ds.labels)) >= 2   # one class kept: nothing to classify

@@ -20,15 +20,16 @@ of one process is used and every reduction is the identity.
 from __future__ import annotations
 
 import os
+import signal
 import time
 import zlib
 
 import numpy as np
 
-from . import backend
+from .. import backend
 
 __all__ = ["Communicator", "MPICommunicator", "DistributedError", "ReplicaDriftError", "launched_size",
-           "from_environment", "data_parallel", "check_replicas"]
+           "from_environment", "data_parallel", "check_replicas", "agree_step"]
 
 # Set by mpiexec for each rank: MPICH's and Intel MPI's Hydra (PMI), Open MPI, MVAPICH.
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -183,3 +184,16 @@ def check_replicas(comm: Communicator, arrays: dict, step: int) -> None:
         where = "; ".join(f"rank {r}: {', '.join(names)}" for r, names in differ.items())
         raise ReplicaDriftError(f"step {step}: the ranks' copies of the networks differ from rank 0's ({where}); "
                                 "the replicas must stay identical, so the run stops (docs/distributed.md)")
+
+
+def agree_step(comm: Communicator, outputs: dict, requested, timed_out: bool):
+    """One small all-reduce per step: the step's losses averaged over the ranks (each rank's are of
+    its rows), and a stop (Ctrl-C, SIGTERM: ``requested``; the time limit) seen by any rank taken by
+    all of them. Returns (values, the signal every rank stops on or None, timed_out)."""
+    names = list(outputs)
+    v = np.array([float(outputs[k]) for k in names]
+                 + [requested == signal.SIGINT, requested == signal.SIGTERM, timed_out], dtype=np.float64)
+    comm.allreduce_sum(v)
+    values = {k: float(x) / comm.size for k, x in zip(names, v)}
+    signum = signal.SIGINT if v[-3] else signal.SIGTERM if v[-2] else None
+    return values, signum, bool(v[-1])

@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from . import backend
-from .layers import Dense, LeakyReLU, ReLU, Sequential, spectral_norm as _sn
+from .. import backend
+from ..layers import Dense, LeakyReLU, ReLU, Sequential, spectral_norm as _sn
 
 __all__ = ["ring_modes", "grid_modes", "DATASETS", "sample_mixture", "mode_metrics", "build_toy_gan",
            "train_toy_gan", "TOY_RECIPES"]
@@ -114,8 +114,8 @@ def train_toy_gan(dataset: str = "ring", steps: int = 2000, batch_size: int = 25
     ``settings`` override ``TOY_RECIPES[loss]`` (lr, beta1, beta2, k, clip, gp_weight, optimizer).
     Returns the metrics plus the settings, the samples (host float64) and the time taken.
     """
-    from .models import GAN
-    from .training import TrainConfig, Trainer
+    from ..models import GAN
+    from ..training import TrainConfig, Trainer
     modes, std = _dataset(dataset)
     recipe = {**TOY_RECIPES[loss], **settings} if loss in TOY_RECIPES else dict(settings)
     G, D = build_toy_gan(latent_dim, hidden, seed, spectral_norm)
