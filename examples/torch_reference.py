@@ -3,7 +3,7 @@
 What it measures, per thread count and model (the builders' tutorial defaults, as
 `scratchgan bench` uses them: mlp trained at batch 100, dcgan at batch 64):
 
-* train: one step of scratchgan's Trainer.train_step with k = 1 (training.py), and the same step
+* train: one step of scratchgan's GANStep.train_step with k = 1 (training/step.py), and the same step
   in torch: fake = G(z); D descends BCE(D(x), 1) + BCE(D(fake.detach()), 0) with Adam
   (lr 2e-4, betas (0.5, 0.999)); then G descends BCE(D(fake), 1) (non-saturating) through the
   updated D, on the same fake batch. float32, both models in train mode.

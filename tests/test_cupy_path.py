@@ -60,7 +60,7 @@ def _trainer(kind, model_args, train_args, n=128, batch=8, log_every=4):
 
 @pytest.mark.parametrize("case", sorted(STEP_CASES))
 def test_a_step_that_does_not_log_fetches_nothing_and_a_logged_step_12_scalars(case, cupy_counts):
-    """Trainer's promise (training.py): on a GPU, values are fetched only when logging or saving.
+    """The loop's promise (training/guard.py, loop.py): on a GPU, values are fetched only when logging or saving.
     Caught: spectral norm's power iteration read ||v|| to the host twice per layer per forward
     (18 reads a step in this D), and the conditional models copied their label set to the device
     every step."""
@@ -74,7 +74,7 @@ def test_a_step_that_does_not_log_fetches_nothing_and_a_logged_step_12_scalars(c
 
 def test_wgan_gp_copies_its_k_interpolation_draws_and_nothing_else(cupy_counts):
     """WGAN-GP draws each D step's N interpolation weights on the host on purpose (the same
-    numbers on both backends and on every rank: training.py _gradient_penalty): k small copies to
+    numbers on both backends and on every rank: training/step.py _gradient_penalty): k small copies to
     the device a step, no reads."""
     backend.use("cupy")
     trainer = _trainer("mlp", dict(g_hidden=(16,), d_hidden=(16,)), dict(loss="wgan-gp", k=2))

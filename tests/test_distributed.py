@@ -561,13 +561,14 @@ def test_a_bad_out_is_said_once_by_rank_0_without_an_abort(tmp_path):
 _ONE_RANK_FAILS_ITS_CHECKS = textwrap.dedent("""
     import sys
     from scratchgan import cli, data
-    load = cli._training_data
-    def failing(args, cfg):
-        ds = load(args, cfg)
-        if cli._RANKS[0].rank == 1:
+    from scratchgan.training import recipes
+    load = recipes.training_data
+    def failing(cfg, *args, comm=None, **kwargs):
+        ds = load(cfg, *args, comm=comm, **kwargs)
+        if comm.rank == 1:
             raise data.DataError("injected: rank 1 sees other data")
         return ds
-    cli._training_data = failing
+    recipes.training_data = failing
     sys.exit(cli.main(sys.argv[1:]))
 """)
 

@@ -176,7 +176,7 @@ def _materialise(kind, ws: Path, materials: Path) -> str:
     """The path string for a kind, creating what it needs inside the example folder ``ws``."""
     simple = {"new": "fresh", "new/nested/deep": "fresh/nested/deep", ".": ".", "..": "..", "sub/../x": "sub/../x",
               "dev_null": "/dev/null", "proc": "/proc/self/no/such", "nul": "a\0b", "empty": "",
-              "long": "L" * 300, "unicode": "r\u00e9sum\u00e9 \u2603", "judges": str(Path(cli.__file__).parent / "judges")}
+              "long": "L" * 300, "unicode": "r\u00e9sum\u00e9 \u2603", "judges": str(Path(cli.__file__).parents[1] / "judges")}
     if kind in simple:
         return simple[kind]
     if kind == "mnist":
@@ -227,7 +227,7 @@ def sandbox(tmp_path, monkeypatch, materials):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    judges = Path(cli.__file__).parent / "judges"      # inside the installed package: a path kind points there
+    judges = Path(cli.__file__).parents[1] / "judges"      # inside the installed package: a path kind points there
     before = _snapshot(materials), _snapshot(judges)
     yield tmp_path
     assert (_snapshot(materials), _snapshot(judges)) == before, "a command changed files outside its example's folder"

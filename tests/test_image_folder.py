@@ -606,6 +606,6 @@ def test_cli_on_a_folder_skip_bad_hint_one_image_and_inpaint_at_the_files_own_si
                      "--out", str(tmp_path / "inp.png")]) == 0
     out = capsys.readouterr().out
     assert "(1 image from" in out
-    decoded = cli._read_images(one, channels=1, size=28)
+    decoded = cli.inpaint._read_images(one, channels=1, size=28)
     np.testing.assert_array_equal(decoded, read_picture(one, 1, 28) / np.float32(255))
     np.testing.assert_array_equal(read_picture(one, 1, 28)[0], image_folder(root, channels=1, image_size=28).images[0])

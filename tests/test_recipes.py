@@ -214,7 +214,7 @@ def test_a_recipes_two_rates_give_way_to_a_given_rate_and_to_the_loss_familys(tm
         return train["lr"], train["lr_g"], train["lr_d"]
     recipe = cli.RECIPES["dcgan"]["train"]
     assert recipe["lr_g"] != recipe["lr"]
-    assert [cli._rate(v) for v in (5e-4, 2e-3, 2.5e-4, 1e-10)] == ["5e-4", "2e-3", "0.00025", "1e-10"]
+    assert [cli.args._rate(v) for v in (5e-4, 2e-3, 2.5e-4, 1e-10)] == ["5e-4", "2e-3", "0.00025", "1e-10"]
     assert rates("default") == (recipe["lr"], recipe["lr_g"], None)
     assert rates("lr", "--lr", "1e-3") == (1e-3, None, None)
     assert rates("lr-g", "--lr-g", "1e-3") == (recipe["lr"], 1e-3, None)

@@ -58,7 +58,7 @@ def test_train_leaves_a_busy_core_alone_unless_blas_threads_are_set(restore_thre
     cores = backend.available_cores()
     if cores < 2:
         pytest.skip("needs 2 cores")
-    for name in cli._BLAS_VARIABLES:
+    for name in cli.args._BLAS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("SCRATCHGAN_THREADS", raising=False)
     backend.use("numpy")       # the BLAS threads are the CPU backend's (also under SCRATCHGAN_BACKEND=cupy)

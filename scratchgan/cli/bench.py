@@ -1,0 +1,33 @@
+"""scratchgan bench: time training iterations and layers (a thin layer over scratchgan.bench)."""
+from __future__ import annotations
+
+from .args import _add_backend, _image_shapes, _int_list, _integer, _names, _use_backend
+from .errors import _RANKS
+
+
+def cmd_bench(args):
+    from ..evaluation.bench import main as bench_main
+    from ..training.distributed import from_environment
+    comm = _RANKS[0] = from_environment(required=args.distributed)
+    _use_backend(args, comm, heavy=not args.contention)   # --contention chooses with and without the busy core
+    return bench_main(args, comm)
+
+
+def add_parser(sub):
+    b = sub.add_parser("bench", help="time training iterations and layers")
+    b.add_argument("--models", type=_names(["mlp", "cgan", "dcgan"]), default=["mlp", "dcgan"],
+                   help="(default: mlp,dcgan)")
+    b.add_argument("--batch-sizes", type=_int_list(1, 4096, 16), default=[16, 64, 256], help="(default: 16,64,256)")
+    b.add_argument("--repeats", type=_integer(1, 1000), default=5, help="timed iterations per row (default: 5)")
+    b.add_argument("--image-shapes", type=_image_shapes, default=None,
+                   help="comma-separated CxHxW, e.g. 1x28x28,3x32x32,3x64x64 (default: 1x28x28)")
+    b.add_argument("--layers", action="store_true", help="per-layer forward/backward times (DCGAN sizes)")
+    b.add_argument("--json", action="store_true", help="print the result as JSON")
+    b.add_argument("--contention", action="store_true",
+                   help="time the training steps again with a busy process pinned to one core, at the threads "
+                        "scratchgan picks then (docs/performance.md)")
+    b.add_argument("--distributed", action="store_true",
+                   help="under mpiexec: time data-parallel steps over the ranks, split into compute and "
+                        "all-reduce, with the bytes reduced per step (docs/distributed.md)")
+    _add_backend(b)
+    b.set_defaults(func=cmd_bench)

@@ -1,0 +1,79 @@
+"""The exit-code policy: the codes, UsageError, and how main() reports a failure (once, in a data-parallel run)."""
+from __future__ import annotations
+
+import errno
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# The ranks of a data-parallel command (train and bench under mpiexec), for the error paths of main().
+_RANKS = [None]
+# True while a data-parallel train checks its flags, run folder, data and model, before rank 0 changes
+# anything: an error then is compared among the ranks (_agree), said once by rank 0, and ends no rank.
+_CHECKING = [False]
+
+_DEVICE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.ENOMEM}
+
+
+class UsageError(ValueError):
+    """A flag's value that does not fit the run or the situation (exit code 2)."""
+
+
+def _error(message) -> None:
+    """One line on stderr: "error: ..." (a multi-line message is joined)."""
+    text = " ".join(str(message).split("\n")).strip()
+    print(f"error: {text}", file=sys.stderr, flush=True)
+
+
+class ChecksFailed(Exception):
+    """Some ranks of a data-parallel train failed their checks: rank 0 says ``lines``, every rank exits with ``code``."""
+
+    def __init__(self, code, lines):
+        super().__init__("; ".join(lines))
+        self.code, self.lines = code, lines
+
+
+def _agree(comm, failure=None) -> None:
+    """The ranks compare the outcome of their checks before training: one allgather of each rank's
+    (exit code, message), or None where its checks passed. Raises ChecksFailed when any failed: a
+    failure every rank met alike is one line, else one line per failed rank, naming it."""
+    _CHECKING[0] = False
+    everyone = comm.allgather(failure)
+    failed = [(rank, f) for rank, f in enumerate(everyone) if f is not None]
+    if not failed:
+        return
+    if len(failed) == comm.size and len({message for _, (_, message) in failed}) == 1:
+        lines = [failed[0][1][1]]
+    else:
+        lines = [f"rank {rank} of {comm.size}: {message}" for rank, (_, message) in failed]
+    raise ChecksFailed(max(code for _, (code, _) in failed), lines)
+
+
+def _failed(exc, code, message=None) -> int:
+    """Report an error and return the exit code. In a data-parallel run an error every rank meets
+    at the same point (a usage error, the divergence guard, ...) is said once, by rank 0, and so is
+    any error while the ranks check their flags, run folder and data (they compare, _agree); any
+    other is said by the rank it happened on, which then ends all ranks (MPI abort), so none is
+    left waiting in a collective."""
+    from ..training.distributed import DistributedError, ReplicaDriftError
+    from ..training import DivergenceError
+    comm = _RANKS[0]
+    if comm is None or comm.size == 1:
+        _error(message or exc)
+        return code
+    if _CHECKING[0]:
+        try:
+            _agree(comm, (code, " ".join(str(message or exc).split("\n")).strip()))
+        except ChecksFailed as agreed:
+            exc, code = agreed, agreed.code
+    if isinstance(exc, ChecksFailed):
+        for line in exc.lines if comm.rank == 0 else ():
+            _error(line)
+        return exc.code
+    if isinstance(exc, (UsageError, DivergenceError, ReplicaDriftError, DistributedError)):
+        if comm.rank == 0:
+            _error(message or exc)
+        return code
+    _error(f"rank {comm.rank} of {comm.size}: {message or exc}; ending all ranks")
+    comm.abort(code)
+    return code
