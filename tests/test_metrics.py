@@ -407,3 +407,11 @@ def test_pixel_neighbours_of_uint8_training_images_are_in_unit_pixels():
     d, i = metrics._pixel_nn(query, train.astype(np.float32) / 255, 2)
     np.testing.assert_allclose(d8, d, rtol=1e-5)
     np.testing.assert_array_equal(i8, i)
+
+
+def test_every_public_name_of_the_evaluation_modules_exists():
+    """`from ... import *` works: __all__ names only what the module defines (it named a dict key)."""
+    import importlib
+    for name in ("metrics", "judge", "dataset_judge", "toy2d", "bench"):
+        module = importlib.import_module(f"scratchgan.evaluation.{name}")
+        assert [n for n in module.__all__ if not hasattr(module, n)] == [], name

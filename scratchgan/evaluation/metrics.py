@@ -37,8 +37,7 @@ from .. import backend
 __all__ = ["gaussian_stats", "frechet_distance", "fid", "classifier_score", "class_histogram",
            "label_accuracy", "pairwise_sq_distances", "kth_nn_radii", "precision_recall_knn",
            "nearest_neighbour_distances", "real_reference", "check_judgeable", "evaluate_run", "format_report",
-           "EvaluationDataMissing", "mmd2_unbiased", "kid", "density_coverage", "bootstrap_std", "fid_bootstrap",
-           "cluster_histogram"]
+           "EvaluationDataMissing", "mmd2_unbiased", "kid", "density_coverage", "bootstrap_std", "fid_bootstrap"]
 
 
 # --------------------------------------------------------------------------- Frechet distance
