@@ -118,3 +118,15 @@ def test_infer_overwrites_only_when_allowed(xp_backend):
         assert Y2 is X2
         assert np.array_equal(backend.to_numpy(Y2), backend.to_numpy(Y))
         assert np.array_equal(backend.to_numpy(Y), backend.to_numpy(layer(X)))
+
+
+def test_bench_layers_of_a_model_size():
+    """`scratchgan bench --layers --image-shape`: a row per layer of G and the recipe's D in train mode
+    and of the eval-mode sampler, with the Fourier/planes choice each convolution made."""
+    from scratchgan.evaluation.bench import model_layers
+    rows = model_layers((3, 32, 32), batch=2, sample_batch=3)
+    names = [r[0] for r in rows]
+    assert names[0].startswith("G0 Dense 100->4096") and any(n.startswith("D0 SN Conv 3->64 s2 (32x32)") for n in names)
+    evals = [r for r in rows if r[3] == "eval"]
+    assert len(evals) == len(build("dcgan", image_shape=(3, 32, 32)).G.layers) - 3   # three batch norms folded
+    assert all(len(r[2]) == 3 for r in evals) and all(len(r[2]) == 2 for r in rows if r[3] == "train")

@@ -44,7 +44,9 @@ def fold_batchnorm(layer, bn):
     folded = _copy_with_bias(layer)
     folded.params["weight"] = W * scale.reshape(shape)
     bias = shift if not layer.use_bias else layer.params["bias"] * scale + shift
-    folded.params["bias"] = backend.array_module(bias).ascontiguousarray(bias)
+    xp = backend.array_module(bias)
+    folded.params["bias"] = xp.ascontiguousarray(bias)
+    folded.grads = {k: xp.zeros_like(p) for k, p in folded.params.items()}   # (a Module's contract; never used)
     return folded
 
 
@@ -52,7 +54,7 @@ def _copy_with_bias(layer):
     """A shallow copy of ``layer`` with its own parameter dicts and a bias (set by the caller):
     the same type, geometry and algorithm choice, in eval mode."""
     new = copy.copy(layer)
-    new.params, new.grads, new.buffers = dict(layer.params), {}, dict(layer.buffers)
+    new.params, new.buffers = dict(layer.params), dict(layer.buffers)
     new.use_bias = True
     new.training = False
     return new
