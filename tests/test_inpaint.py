@@ -439,3 +439,13 @@ def test_completion_beats_the_mean_image_on_held_out_digits(trained, kind, weigh
     # (measured: 8-20% worse; a single random code is worse than the mean fill)
     start = ip.inpaint(gan, held, mask, steps=0, restarts=4, weighted=weighted)
     assert err < 0.95 * ip.completion_error(start.completed, held, mask)
+
+
+def test_inpaint_leaves_weight_gradients_alone():
+    """The search forms input gradients only (backward_input): G's and D's .grads stay as they were."""
+    gan = models.build("dcgan", image_shape=(3, 32, 32), seed=0, spectral_norm=True, dropout=0.0)
+    for _, p, g in [*gan.G.named_parameters(), *gan.D.named_parameters()]:
+        g[...] = 0.5
+    images = np.zeros((1, 3, 32, 32), np.float32)
+    ip.inpaint(gan, images, ip.make_mask("center", (32, 32)), steps=2, restarts=2)
+    assert all(float(abs(g - 0.5).max()) == 0 for _, _, g in [*gan.G.named_parameters(), *gan.D.named_parameters()])

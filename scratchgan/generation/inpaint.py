@@ -222,7 +222,7 @@ def inpaint_loss_and_grad(gan, z, images, weights, labels=None, lam=0.1, percept
     (n, 1, H, W) for every channel (0 on missing pixels), ``labels`` (n,) for a conditional
     model. Each z_i affects only L_i (eval mode: no batch statistics), so dL/dz is also the
     gradient of sum(L). Runs G and D as they are: call it inside eval mode (``inpaint`` does).
-    Adds to G's and D's .grads.
+    Only input gradients are formed (``backward_input``): G's and D's .grads are not touched.
     """
     if perceptual not in PERCEPTUAL:
         raise ValueError(f"perceptual must be one of {PERCEPTUAL}, got {perceptual!r}")
@@ -242,9 +242,9 @@ def inpaint_loss_and_grad(gan, z, images, weights, labels=None, lam=0.1, percept
             per_item = -losses.softplus(logits)                  # log(1 - sigmoid(l))
         loss = context + lam * per_item.reshape(n)
         dlogits *= lam * n                                       # -> gradient of each item's own loss
-        d_in = gan.D.backward(dlogits, d_cache)
+        d_in = gan.D.backward_input(dlogits, d_cache)                # no weight gradients: the weights stay
         dfake = dfake + gan.d_input_grad_to_images(d_in, fake.shape)
-    dg_in = gan.G.backward(dfake, g_cache)
+    dg_in = gan.G.backward_input(dfake, g_cache)
     return loss, dg_in[:, :gan.latent_dim], fake
 
 
@@ -381,8 +381,6 @@ def inpaint(gan, images, mask, steps=500, lr=0.03, lam=0.1, restarts=8, perceptu
             loss, _, fake = inpaint_loss_and_grad(gan, z, x_all, w_all, y_all, lam, perceptual)
             history[steps] = loss
         finally:
-            gan.G.zero_grad()   # the backward passes added to the weights' gradients: clear them
-            gan.D.zero_grad()
             if bar is not None:
                 bar.close()
 
