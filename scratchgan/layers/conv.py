@@ -244,15 +244,18 @@ class Conv2D(Module):
         if Ho < 1 or Wo < 1:
             raise ShapeError(f"{self!r}: input of {X.shape[2]}x{X.shape[3]} pixels is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.padding}")
+        planes = use_planes(X.shape)                                      # few channels: channel-major columns
+        if planes:
+            cols = im2col_planes(X, self.kernel_size, self.stride, self.padding)   # (N, C*kh*kw, Ho*Wo)
+        else:
+            cols, _ = im2col(X, self.kernel_size, self.stride, self.padding)      # (N*Ho*Wo, kh*kw*C)
         W = self.params["weight"] if weight is None else self._check_weight(weight)
         Wm = W.transpose(2, 3, 1, 0).reshape(-1, self.out_channels)       # (kh*kw*C, O)
-        if use_planes(X.shape):                         # few channels: channel-major columns
-            cols = im2col_planes(X, self.kernel_size, self.stride, self.padding)   # (N, C*kh*kw, Ho*Wo)
+        if planes:
             Y = (W.reshape(self.out_channels, -1) @ cols).reshape(X.shape[0], self.out_channels, Ho, Wo)
             if self.use_bias:
                 Y += self.params["bias"][:, None, None]
             return Y, self.save_for_backward(X.shape, cols, Wm)
-        cols, _ = im2col(X, self.kernel_size, self.stride, self.padding)  # (N*Ho*Wo, kh*kw*C)
         Y = _to_nchw(cols @ Wm, X.shape[0], Ho, Wo, self.params["bias"] if self.use_bias else None)
         return Y, self.save_for_backward(X.shape, cols, Wm)
 
