@@ -90,12 +90,14 @@ def test_fold_batchnorm_equals_layer_then_bn(xp_backend, make, shape):
 
 
 @given(geo=convT_geometry(max_stride=3, max_kernel=5), n=st.integers(1, 3), cin=st.integers(1, 4),
-       cout=st.integers(1, 4), bias=st.booleans(), planes=st.booleans(),
+       cout=st.integers(1, 4), bias=st.booleans(), path=st.sampled_from(["default", "planes", "phases"]),
        algorithm=st.sampled_from(["auto", "im2col", "fourier"]), seed=st.integers(0, 2**31 - 1))
-def test_conv_transpose_infer_equals_forward(xp_backend, monkeypatch, geo, n, cin, cout, bias, planes, algorithm,
+def test_conv_transpose_infer_equals_forward(xp_backend, monkeypatch, geo, n, cin, cout, bias, path, algorithm,
                                              seed):
-    """ConvTranspose2D.infer (no cache; its own choice of path, planes included) against forward."""
-    monkeypatch.setattr(conv, "INFER_PLANES_MIN_VALUES", 0 if planes else 1 << 40)
+    """ConvTranspose2D.infer (no cache; its own choice of path: planes, output phases) against forward."""
+    monkeypatch.setattr(conv, "INFER_PLANES_MIN_VALUES", 0 if path == "planes" else 1 << 40)
+    if path == "phases":        # every output channel count counts as many: stride > 1 goes by phases
+        monkeypatch.setattr(conv, "FEW_CHANNELS", 0)
     layer = sg.ConvTranspose2D(cin, cout, geo["kernel"], stride=geo["stride"], padding=geo["padding"],
                                output_padding=geo["output_padding"], bias=bias, rng=seed, algorithm=algorithm)
     if bias:
