@@ -179,7 +179,8 @@ def layer_rows(kind, repeats, warmup, image_shape=None, d_recipe=False):
     input: forward, and backward to the parameters and (but for a network's first layer, whose
     input is noise or data) to the input. One row per layer, times in ms; each figure waits SETTLE
     seconds first (median_ms). Then G's layers in eval mode at the sampling batch, forward only
-    (rows with "eval": True; torch under inference_mode)."""
+    (rows with "eval": True; torch under inference_mode, scratchgan by ``layer.infer``, the path
+    sampling takes; gan.generate also folds each batch norm into the layer before it)."""
     gan, batch = build_model(kind, image_shape, d_recipe), TRAIN_BATCH[kind]
     rng = np.random.default_rng(0)
     first_inputs = {"G": gan.sample_noise(batch, rng),
@@ -213,7 +214,7 @@ def layer_rows(kind, repeats, warmup, image_shape=None, d_recipe=False):
                 module(X_t)
         rows.append({"model": kind, "eval": True, "layer": f"G{i} {layer!r}".replace("\n", " "),
                      "torch_fwd": median_ms(torch_fwd, repeats, warmup, SETTLE),
-                     "scratchgan_fwd": median_ms(lambda: layer(X), repeats, warmup, SETTLE),
+                     "scratchgan_fwd": median_ms(lambda: layer.infer(X), repeats, warmup, SETTLE),
                      "torch_bwd": 0.0, "scratchgan_bwd": 0.0})
         X = layer(X)
     gan.G.train()
