@@ -131,7 +131,7 @@ def col2im(cols, x_shape, kernel, stride, padding, B=None):
 # differently, so it starts at PLANES_MIN_VALUES values in the few-channel array: above every training
 # batch and sample grid of the recorded runs (tests/test_run_checksums.py: at most 64 images of 3x32x32,
 # 196,608 values), which keep their bits. Lowering it is a decision to re-record them.
-# Eval-mode sampling (Module.infer) takes planes from INFER_PLANES_MIN_VALUES. docs/performance.md#image-size.
+# Eval-mode sampling (Module.infer) takes planes from INFER_PLANES_MIN_VALUES. docs/performance.md, "Image size".
 PLANES_MIN_VALUES = 1 << 18
 INFER_PLANES_MIN_VALUES = 1 << 15
 PLANES_BLOCK_BYTES = 2 << 20   # col2im_planes makes its products a few images at a time, about this large
