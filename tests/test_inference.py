@@ -108,6 +108,12 @@ def test_conv_transpose_infer_equals_forward(xp_backend, monkeypatch, geo, n, ci
     _close(layer.infer(X), layer.forward(X)[0])
 
 
+def test_fused_for_eval_refuses_a_model_in_train_mode():
+    gan = build("dcgan", seed=0)
+    with pytest.raises(ValueError, match="eval mode"):
+        fused_for_eval(gan.G)
+
+
 def test_infer_overwrites_only_when_allowed(xp_backend):
     X = backend.asarray(np.linspace(-2, 2, 24, dtype=np.float32).reshape(2, 3, 2, 2))
     for layer in (sg.LeakyReLU(0.2), sg.Tanh(), sg.BatchNorm2d(3)):

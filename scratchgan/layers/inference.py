@@ -63,7 +63,12 @@ def _copy_with_bias(layer):
 def fused_for_eval(model: Sequential) -> Sequential:
     """model as an eval-mode sampler: each BatchNorm right after a Dense, Conv2D or ConvTranspose2D
     (exact type: a SpectralNorm wrapper is left alone) folded into it (fold_batchnorm), the other
-    layers shared. The result is in eval mode; run it with ``.infer(X)``."""
+    layers shared. ``model`` must be in eval mode (``model.eval()``: the shared layers keep their
+    mode, and a Dropout in train mode would drop); the result is too. Run it with ``.infer(X)``."""
+    training = [name or type(m).__name__ for name, m in model.named_modules() if m.training]
+    if training:
+        raise ValueError(f"fused_for_eval: the model must be in eval mode (call model.eval() first); in train "
+                         f"mode: {', '.join(training[:3])}")
     layers, i = [], 0
     while i < len(model.layers):
         layer = model.layers[i]
