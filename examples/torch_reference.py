@@ -23,6 +23,13 @@ PyTorch is not a dependency of scratchgan. In a separate virtual environment, fr
     PYTHONPATH=. /tmp/torchvenv/bin/python examples/torch_reference.py
     PYTHONPATH=. /tmp/torchvenv/bin/python examples/torch_reference.py --models dcgan --threads 1 --repeats 21 --json
     PYTHONPATH=. /tmp/torchvenv/bin/python examples/torch_reference.py --layers   # and each layer alone
+    PYTHONPATH=. /tmp/torchvenv/bin/python examples/torch_reference.py --models dcgan --image-shape 3x64x64 \
+        --d-recipe --layers        # the colour DCGAN that `train --model dcgan --image-size 64` trains
+
+--image-shape CxHxW builds the dcgan for that shape (`build("dcgan", image_shape=...)`); --d-recipe
+gives it the D of the train recipe (spectral norm, no dropout) instead of the builder's (dropout 0.3).
+With --layers, G's layers are also timed in eval mode at the sampling batch (forward only, torch
+under inference_mode), the per-layer split of sampling.
 """
 from __future__ import annotations
 
@@ -36,7 +43,7 @@ import numpy as np
 
 from scratchgan import backend
 from scratchgan.layers import (BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten, LeakyReLU,
-                               ReLU, Reshape, Sigmoid, Tanh, Upsample2D)
+                               ReLU, Reshape, Sigmoid, SpectralNorm, Tanh, Upsample2D)
 from scratchgan.models import build
 from scratchgan.training import TrainConfig, Trainer
 
@@ -71,9 +78,14 @@ TRANSLATIONS = {
 
 
 def to_torch(model) -> "nn.Sequential":
-    """scratchgan Sequential -> torch.nn.Sequential with the same layers and current weights."""
+    """scratchgan Sequential -> torch.nn.Sequential with the same layers and current weights.
+    A SpectralNorm wrapper becomes torch's spectral_norm parametrisation (one power iteration per
+    training forward, as scratchgan's) of the translated inner layer."""
     modules = []
     for layer in model.layers:
+        spectral = isinstance(layer, SpectralNorm)
+        if spectral:
+            layer = layer.layer
         make = TRANSLATIONS.get(type(layer))   # exact type: a wrapper (SpectralNorm, ...) must not pass as its base
         if make is None:
             raise TypeError(f"torch_reference: no torch translation for {layer!r}; "
@@ -85,6 +97,8 @@ def to_torch(model) -> "nn.Sequential":
             for name, b in m.named_buffers():   # BatchNorm's running statistics
                 if name in layer.buffers:
                     b.copy_(torch.as_tensor(np.asarray(layer.buffers[name])))
+        if spectral:
+            m = torch.nn.utils.parametrizations.spectral_norm(m)
         modules.append(m)
     torch_model = nn.Sequential(*modules)
     n_torch = sum(p.numel() for p in torch_model.parameters())
@@ -109,9 +123,18 @@ def median_ms(fn, repeats, warmup, settle=0.0) -> float:
     return statistics.median(times) * 1e3
 
 
-def setup(kind):
+def build_model(kind, image_shape=None, d_recipe=False):
+    """The model as the builder makes it, for image_shape (C, H, W) if given; d_recipe: D as the
+    train recipe builds it for the dcgan (spectral norm, no dropout)."""
+    kwargs = {} if image_shape is None else {"image_shape": tuple(image_shape)}
+    if d_recipe and kind == "dcgan":
+        kwargs.update(dropout=0.0, spectral_norm=True)
+    return build(kind, **kwargs)
+
+
+def setup(kind, image_shape=None, d_recipe=False):
     """Both sides of one model: (scratchgan train step, torch train step, scratchgan sample, torch sample)."""
-    gan, batch = build(kind), TRAIN_BATCH[kind]
+    gan, batch = build_model(kind, image_shape, d_recipe), TRAIN_BATCH[kind]
     G, D = to_torch(gan.G), to_torch(gan.D)   # before the Trainer: both start from the builder's weights
     # The real data as `scratchgan bench` makes it (bench_model): random images in [-1, 1].
     rng = np.random.default_rng(0)
@@ -151,12 +174,14 @@ def setup(kind):
     return trainer.train_step, torch_train_step, lambda: gan.generate(z=z), torch_sample
 
 
-def layer_rows(kind, repeats, warmup):
+def layer_rows(kind, repeats, warmup, image_shape=None, d_recipe=False):
     """Each layer of G and D alone, in train mode at the training batch, both sides from the same
     input: forward, and backward to the parameters and (but for a network's first layer, whose
     input is noise or data) to the input. One row per layer, times in ms; each figure waits SETTLE
-    seconds first (median_ms)."""
-    gan, batch = build(kind), TRAIN_BATCH[kind]
+    seconds first (median_ms). Then G's layers in eval mode at the sampling batch, forward only
+    (rows with "eval": True; torch under inference_mode, scratchgan by ``layer.infer``, the path
+    sampling takes; gan.generate also folds each batch norm into the layer before it)."""
+    gan, batch = build_model(kind, image_shape, d_recipe), TRAIN_BATCH[kind]
     rng = np.random.default_rng(0)
     first_inputs = {"G": gan.sample_noise(batch, rng),
                     "D": rng.uniform(-1, 1, (batch,) + tuple(gan.d_input_shape)).astype(np.float32)}
@@ -178,15 +203,39 @@ def layer_rows(kind, repeats, warmup):
                    "scratchgan_bwd": median_ms(lambda: backward(dY, cache), repeats, warmup, SETTLE) if wrt else 0.0}
             rows.append(row)
             X = Y
+    X = gan.sample_noise(SAMPLE_BATCH, rng)
+    gan.G.eval()
+    for i, (layer, module) in enumerate(zip(gan.G.layers, to_torch(gan.G))):
+        module.eval()
+        X_t = torch.from_numpy(X)
+
+        def torch_fwd():
+            with torch.inference_mode():
+                module(X_t)
+        rows.append({"model": kind, "eval": True, "layer": f"G{i} {layer!r}".replace("\n", " "),
+                     "torch_fwd": median_ms(torch_fwd, repeats, warmup, SETTLE),
+                     "scratchgan_fwd": median_ms(lambda: layer.infer(X), repeats, warmup, SETTLE),
+                     "torch_bwd": 0.0, "scratchgan_bwd": 0.0})
+        X = layer(X)
+    gan.G.train()
     return rows
 
 
 def print_layers(rows, threads):
-    print(f"\nper layer, {threads} thread(s), train mode; ms forward | backward (torch / scratchgan)")
-    for r in rows:
+    print(f"\nper layer, {threads} thread(s), train mode at the training batch; ms forward | backward "
+          f"(torch / scratchgan); then G in eval mode at batch {SAMPLE_BATCH}, forward")
+    sums = {}
+    for i, r in enumerate(rows):
+        key = (r["layer"][0], r.get("eval", False))
+        t, sg = sums.get(key, (0.0, 0.0))
+        sums[key] = (t + r["torch_fwd"] + r["torch_bwd"], sg + r["scratchgan_fwd"] + r["scratchgan_bwd"])
+        if r.get("eval") and not rows[i - 1].get("eval"):
+            print("  eval mode:")
         ratio = (r["scratchgan_fwd"] + r["scratchgan_bwd"]) / max(r["torch_fwd"] + r["torch_bwd"], 1e-9)
         print(f"  {r['layer'][:44]:<44} {r['torch_fwd']:7.3f} / {r['scratchgan_fwd']:7.3f} | "
               f"{r['torch_bwd']:7.3f} / {r['scratchgan_bwd']:7.3f}   x{ratio:.2f}")
+    for (net, ev), (t, sg) in sums.items():
+        print(f"  sum {net} {'eval' if ev else 'train'}: torch {t:.2f} ms, scratchgan {sg:.2f} ms, x{sg / t:.2f}")
 
 
 def int_list(text):
@@ -204,6 +253,13 @@ def model_list(text):
     return kinds
 
 
+def image_shape_arg(text):
+    dims = text.lower().split("x")
+    if len(dims) != 3 or not all(d.isdigit() and int(d) > 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"expected CxHxW, e.g. 3x64x64, got {text!r}")
+    return tuple(int(d) for d in dims)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", type=model_list, default=list(TRAIN_BATCH), help="mlp,dcgan (default: both)")
@@ -213,6 +269,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--layers", action="store_true",
                    help="also time every layer alone, forward and backward, on both sides")
+    p.add_argument("--image-shape", type=image_shape_arg, default=None,
+                   help="CxHxW of the models' images, e.g. 3x32x32 (default: the builder's 1x28x28)")
+    p.add_argument("--d-recipe", action="store_true",
+                   help="the dcgan's D as the train recipe builds it: spectral norm, no dropout")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         p.error("--repeats must be >= 1 and --warmup >= 0")
@@ -222,7 +282,7 @@ def main(argv=None) -> int:
 
     backend.use("numpy")            # a CPU-against-CPU comparison, whatever SCRATCHGAN_BACKEND says
     backend.tune_host_allocator()   # process-wide: torch's CPU allocator also takes its memory from malloc
-    models = {kind: setup(kind) for kind in args.models}
+    models = {kind: setup(kind, args.image_shape, args.d_recipe) for kind in args.models}
     rows, layers = [], {}
     for n in args.threads:
         torch.set_num_threads(n)
@@ -235,7 +295,8 @@ def main(argv=None) -> int:
                 rows.append({"threads": n, "model": kind, "what": what, "torch_ms": round(t_ms, 3),
                              "scratchgan_ms": round(sg_ms, 3), "ratio": round(sg_ms / t_ms, 3)})
         if args.layers:
-            layers[n] = [r for kind in args.models for r in layer_rows(kind, args.repeats, args.warmup)]
+            layers[n] = [r for kind in args.models for r in layer_rows(kind, args.repeats, args.warmup, args.image_shape,
+                                                                       args.d_recipe)]
     if args.json:
         print(json.dumps({"steps": rows, "layers": layers} if args.layers else rows, indent=2))
         return 0

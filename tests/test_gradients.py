@@ -132,6 +132,27 @@ def test_conv_transpose2d_fourier(xp_backend, geo, n, cin, cout, bias, seed):
     check(layer, _rng(seed + 1).standard_normal((n, cin, geo["H"], geo["W"])), seed=seed)
 
 
+@given(geo=conv_geometry(), n=st.integers(1, 2), cin=st.integers(1, 3), cout=st.integers(1, 3),
+       bias=st.booleans(), seed=seeds)
+def test_conv2d_planes(xp_backend, monkeypatch, geo, n, cin, cout, bias, seed):
+    """Channel-major columns for few input channels (conv.use_planes), taken at every size here."""
+    monkeypatch.setattr(sg.layers.conv, "PLANES_MIN_VALUES", 0)
+    layer = sg.Conv2D(cin, cout, geo["kernel"], stride=geo["stride"], padding=geo["padding"], bias=bias, rng=seed)
+    _randomise_params(layer, _rng(seed))
+    check(layer, _rng(seed + 1).standard_normal((n, cin, geo["H"], geo["W"])), seed=seed)
+
+
+@given(geo=convT_geometry(), n=st.integers(1, 2), cin=st.integers(1, 3), cout=st.integers(1, 3),
+       bias=st.booleans(), seed=seeds)
+def test_conv_transpose2d_planes(xp_backend, monkeypatch, geo, n, cin, cout, bias, seed):
+    """Channel-major columns for few output channels (conv.use_planes), taken at every size here."""
+    monkeypatch.setattr(sg.layers.conv, "PLANES_MIN_VALUES", 0)
+    layer = sg.ConvTranspose2D(cin, cout, geo["kernel"], stride=geo["stride"], padding=geo["padding"],
+                               output_padding=geo["output_padding"], bias=bias, rng=seed, algorithm="im2col")
+    _randomise_params(layer, _rng(seed))
+    check(layer, _rng(seed + 1).standard_normal((n, cin, geo["H"], geo["W"])), seed=seed)
+
+
 @given(n=st.integers(2, 6), c=st.integers(1, 4), affine=st.booleans(), training=st.booleans(),
        momentum=st.sampled_from([0.1, 0.5, 0.9]), seed=seeds)
 def test_batchnorm1d(xp_backend, n, c, affine, training, momentum, seed):

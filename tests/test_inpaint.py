@@ -439,3 +439,35 @@ def test_completion_beats_the_mean_image_on_held_out_digits(trained, kind, weigh
     # (measured: 8-20% worse; a single random code is worse than the mean fill)
     start = ip.inpaint(gan, held, mask, steps=0, restarts=4, weighted=weighted)
     assert err < 0.95 * ip.completion_error(start.completed, held, mask)
+
+
+def test_inpaint_leaves_weight_gradients_alone():
+    """The search forms input gradients only (backward_input): G's and D's .grads stay as they were."""
+    gan = models.build("dcgan", image_shape=(3, 32, 32), seed=0, spectral_norm=True, dropout=0.0)
+    for _, p, g in [*gan.G.named_parameters(), *gan.D.named_parameters()]:
+        g[...] = 0.5
+    images = np.zeros((1, 3, 32, 32), np.float32)
+    ip.inpaint(gan, images, ip.make_mask("center", (32, 32)), steps=2, restarts=2)
+    assert all(float(abs(g - 0.5).max()) == 0 for _, _, g in [*gan.G.named_parameters(), *gan.D.named_parameters()])
+
+
+def test_halving_keeps_the_better_half_and_the_winner_runs_every_step(monkeypatch):
+    gan = models.build("dcgan", seed=0)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 1, 28, 28)).astype(np.float32)
+    mask = ip.make_mask("center")
+    full = ip.inpaint(gan, x, mask, steps=16, restarts=8)
+    np.testing.assert_array_equal(_np(ip.inpaint(gan, x, mask, steps=16, restarts=8, halving=False).completed),
+                                  _np(full.completed))
+    sizes, real = [], ip.inpaint_loss_and_grad
+
+    def counting(gan_, z, *args):
+        sizes.append(len(z))
+        return real(gan_, z, *args)
+    monkeypatch.setattr(ip, "inpaint_loss_and_grad", counting)
+    half = ip.inpaint(gan, x, mask, steps=16, restarts=8, halving=True)
+    # cuts after steps 2, 4 and 8 (16/8, 16/4, 16/2): 8, 4, 2, then 1 candidate per image
+    assert sizes == [16] * 2 + [8] * 2 + [4] * 4 + [2] * 8 + [2]
+    h, last = _np(half.losses), _np(half.restart_losses)
+    assert h.shape == (17, 2) and np.all(h != 0)                     # the winner was searched at every step
+    assert last.shape == (8, 2)
+    assert np.all(h[-1] <= last.max(axis=0))

@@ -22,6 +22,9 @@ def add_parser(sub):
     b.add_argument("--image-shapes", type=_image_shapes, default=None,
                    help="comma-separated CxHxW, e.g. 1x28x28,3x32x32,3x64x64 (default: 1x28x28)")
     b.add_argument("--layers", action="store_true", help="per-layer forward/backward times (DCGAN sizes)")
+    b.add_argument("--image-shape", type=lambda t: _image_shapes(t)[0], default=None,
+                   help="with --layers: every layer of the dcgan for this CxHxW (recipe D: spectral norm, no "
+                        "dropout), train mode and G's eval-mode sampler, e.g. 3x64x64 (default: the 28x28 shapes)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.add_argument("--contention", action="store_true",
                    help="time the training steps again with a busy process pinned to one core, at the threads "

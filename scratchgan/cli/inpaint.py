@@ -81,7 +81,7 @@ def cmd_inpaint(args):
     mask = inpaint.make_mask(args.mask, shape=images.shape[2:], seed=args.seed, fraction=args.fraction)
     res = inpaint.inpaint(gan, images, mask, steps=args.steps, lr=args.lr, lam=args.lam, restarts=args.restarts,
                           perceptual=args.perceptual, weighted=not args.unweighted, labels=labels, seed=args.seed,
-                          progress=True)
+                          progress=True, halving=not args.no_halving)
     completed = backend.to_numpy(res.completed)
     unit = 0.5 if gan.output == "tanh" else 1.0            # errors in [0, 1] pixel units
     err = inpaint.completion_error(completed, images, mask) * unit
@@ -135,6 +135,9 @@ def add_parser(sub):
     n.add_argument("--perceptual", choices=["nonsaturating", "minimax"], default="nonsaturating",
                    help="(default: nonsaturating)")
     n.add_argument("--unweighted", action="store_true", help="plain L1 on the known pixels (no 7x7 weights)")
+    n.add_argument("--no-halving", action="store_true",
+                   help="run every restart to the end (default: after 1/8, 1/4 and 1/2 of the steps each image "
+                        "keeps the better half of its restarts, about 3x less work for 8)")
     n.add_argument("--use-labels", action="store_true",
                    help="cgan: condition on the test digits' true labels (default: try every class)")
     n.add_argument("--seed", type=_integer(0, 2**32 - 1), default=0, help="(default: 0)")

@@ -269,7 +269,48 @@ def dcgan_layers():
     ]
 
 
-def bench_layers(repeats=10) -> list[dict]:
+def model_layers(image_shape, batch=64, sample_batch=256):
+    """Every layer of the DCGAN that `train --model dcgan` trains for image_shape (C, H, W): the
+    builder's G and the recipe's D (spectral norm, no dropout), with its input, as the network feeds
+    it: (name, layer, X, mode), train mode at ``batch``; then G's layers as sampling runs them (eval
+    mode, batch norms folded: layers.fused_for_eval) at ``sample_batch``, mode "eval"."""
+    from ..layers import fused_for_eval
+    from ..models import build
+    gan = build("dcgan", image_shape=tuple(image_shape), dropout=0.0, spectral_norm=True)
+    xp = backend.array_module(*(p for _, p, _ in gan.G.named_parameters()))
+    rng = backend.random_generator(xp, 0, 0)
+    rows = []
+    for net_name, net, X in (("G", gan.G, gan.sample_noise(batch, rng)),
+                             ("D", gan.D, rng.uniform(-1, 1, (batch,) + tuple(gan.image_shape)).astype(gan.G.dtype))):
+        for i, layer in enumerate(net.layers):
+            rows.append((f"{net_name}{i} {_short(layer, X)}", layer, X, "train"))
+            X = layer(X)
+    gan.G.eval()
+    X = gan.sample_noise(sample_batch, rng)
+    for i, layer in enumerate(fused_for_eval(gan.G).layers):
+        rows.append((f"G{i} {_short(layer, X)}", layer, X, "eval"))
+        X = layer.infer(X)
+    return rows
+
+
+def _short(layer, X) -> str:
+    """A layer's name in a table row: type, channels and map size, e.g. "ConvT 64->3 s2 (16x16)"."""
+    sn = "SN " if hasattr(layer, "layer") else ""
+    inner = getattr(layer, "layer", layer)
+    kind = type(inner).__name__.replace("ConvTranspose2D", "ConvT").replace("Conv2D", "Conv")
+    if isinstance(inner, (Conv2D, ConvTranspose2D)):
+        return f"{sn}{kind} {inner.in_channels}->{inner.out_channels} s{inner.stride[0]} ({X.shape[2]}x{X.shape[3]})"
+    if isinstance(inner, Dense):
+        return f"{sn}{kind} {inner.in_features}->{inner.out_features}"
+    return f"{kind} {'x'.join(map(str, X.shape[1:]))}"
+
+
+def bench_layers(repeats=10, image_shape=None) -> list[dict]:
+    """Forward and backward ms of each layer: the fixed DCGAN shapes (dcgan_layers), or with
+    image_shape every layer of that size's DCGAN (model_layers): train mode forward and backward
+    (to the parameters only for a network's first layer), and the eval-mode sampler's ``infer``."""
+    if image_shape is not None:
+        return _bench_model_layers(image_shape, repeats)
     rows = []
     rng = np.random.default_rng(0)
     for name, layer, shape in dcgan_layers():
@@ -282,6 +323,34 @@ def bench_layers(repeats=10) -> list[dict]:
         rows.append({"layer": name, "forward_ms": fwd * 1e3, "backward_ms": bwd * 1e3,
                      "gflops_fwd_bwd": (3 * f / (fwd + bwd) / 1e9) if f else None,
                      "algorithms": _algorithms(layer, X.shape)})
+    return rows
+
+
+def _bench_model_layers(image_shape, repeats):
+    rows = []
+    rng = np.random.default_rng(0)
+    first = None
+    for name, layer, X, mode in model_layers(image_shape):
+        if mode == "eval":
+            fwd = statistics.median(_time(lambda: layer.infer(X.copy()), repeats))
+            bwd = 0.0
+        else:
+            layer.train()
+            Y, cache = layer.forward(X)
+            dY = backend.asarray(rng.standard_normal(Y.shape).astype(Y.dtype))
+            backward = layer.backward_params if name[0] != first else layer.backward
+            first = name[0]
+            fwd = statistics.median(_time(lambda: layer.forward(X), repeats))
+            bwd = statistics.median(_time(lambda: backward(dY, cache), repeats)) if layer.num_parameters() or \
+                backward == layer.backward else 0.0
+        inner = getattr(layer, "layer", layer)   # SpectralNorm's
+        Y = layer.infer(X.copy()) if mode == "eval" else layer(X)
+        f = layer_flops(inner, X.shape, Y.shape)
+        rows.append({"layer": f"{name} [{mode}, batch {len(X)}]", "forward_ms": fwd * 1e3, "backward_ms": bwd * 1e3,
+                     "gflops_fwd_bwd": ((f if mode == "eval" else 3 * f) / (fwd + bwd) / 1e9) if f else None,
+                     "algorithms": _algorithms(inner, X.shape)})
+        if mode == "train":
+            layer.zero_grad()
     return rows
 
 
@@ -313,7 +382,7 @@ def main(args, comm=None) -> int:
                 row["fraction_of_gemm"] = row["gflops"] / gemm
                 result["models"].append(row)
     if args.layers:
-        result["layers"] = bench_layers()
+        result["layers"] = bench_layers(image_shape=getattr(args, "image_shape", None))
     result["gemm_gflops_after"] = gemm_rate()  # the machine may have been busy: bracket the run
     if args.json:
         print(json.dumps(result, indent=2))
@@ -331,8 +400,9 @@ def main(args, comm=None) -> int:
               f"{r['samples_per_s']:>10.0f} {r['gflop_per_iter']:>10.2f} {r['gflops']:>8.1f} "
               f"{100 * r['fraction_of_gemm']:>6.0f}% {peak:>8}")
     if args.layers:
-        print(f"\n{'layer (batch 64)':<34} {'forward ms':>10} {'backward ms':>11} {'GFLOP/s':>8}  algorithms")
+        w = max(34, *(len(r["layer"]) for r in result["layers"]))
+        print(f"\n{'layer (batch 64)':<{w}} {'forward ms':>10} {'backward ms':>11} {'GFLOP/s':>8}  algorithms")
         for r in result["layers"]:
             g = "-" if r["gflops_fwd_bwd"] is None else f"{r['gflops_fwd_bwd']:.1f}"
-            print(f"{r['layer']:<34} {r['forward_ms']:>10.2f} {r['backward_ms']:>11.2f} {g:>8}  {r['algorithms']}")
+            print(f"{r['layer']:<{w}} {r['forward_ms']:>10.2f} {r['backward_ms']:>11.2f} {g:>8}  {r['algorithms']}")
     return 0

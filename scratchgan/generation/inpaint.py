@@ -54,6 +54,7 @@ MASK_KINDS = ("center", "left", "right", "top", "bottom", "random")
 DEFAULT_FRACTION = {"center": 0.25, "left": 0.5, "right": 0.5, "top": 0.5, "bottom": 0.5, "random": 0.8}
 PERCEPTUAL = ("nonsaturating", "minimax")
 WINDOW = 7
+HALVING_AT = (1 / 8, 1 / 4, 1 / 2)   # inpaint(halving=True): the fractions of the steps after which half are dropped
 
 
 # ----------------------------------------------------------------------------- masks
@@ -222,7 +223,7 @@ def inpaint_loss_and_grad(gan, z, images, weights, labels=None, lam=0.1, percept
     (n, 1, H, W) for every channel (0 on missing pixels), ``labels`` (n,) for a conditional
     model. Each z_i affects only L_i (eval mode: no batch statistics), so dL/dz is also the
     gradient of sum(L). Runs G and D as they are: call it inside eval mode (``inpaint`` does).
-    Adds to G's and D's .grads.
+    Only input gradients are formed (``backward_input``): G's and D's .grads are not touched.
     """
     if perceptual not in PERCEPTUAL:
         raise ValueError(f"perceptual must be one of {PERCEPTUAL}, got {perceptual!r}")
@@ -242,9 +243,9 @@ def inpaint_loss_and_grad(gan, z, images, weights, labels=None, lam=0.1, percept
             per_item = -losses.softplus(logits)                  # log(1 - sigmoid(l))
         loss = context + lam * per_item.reshape(n)
         dlogits *= lam * n                                       # -> gradient of each item's own loss
-        d_in = gan.D.backward(dlogits, d_cache)
+        d_in = gan.D.backward_input(dlogits, d_cache)                # no weight gradients: the weights stay
         dfake = dfake + gan.d_input_grad_to_images(d_in, fake.shape)
-    dg_in = gan.G.backward(dfake, g_cache)
+    dg_in = gan.G.backward_input(dfake, g_cache)
     return loss, dg_in[:, :gan.latent_dim], fake
 
 
@@ -259,7 +260,8 @@ class InpaintResult:
     losses (steps + 1, N)    L of the kept restart at every step (row 0: the initial z; the
                              last row: the final z, by which the restart was chosen)
     labels (N,) or None      the label used per image (conditional models)
-    restart_losses (C, N)    the final loss of every candidate: C = restarts, or restarts x
+    restart_losses (C, N)    the final loss of every candidate (with halving, of a dropped one
+                             its loss at the step it was dropped): C = restarts, or restarts x
                              num_classes when a conditional model searched the labels (candidate
                              block b used label b % num_classes)
     """
@@ -313,7 +315,7 @@ def _progress_bar(total):
 
 def inpaint(gan, images, mask, steps=500, lr=0.03, lam=0.1, restarts=8, perceptual="nonsaturating",
             weighted=True, labels=None, seed=0, clip="auto", betas=(0.9, 0.999), eps=1e-8,
-            progress=False) -> InpaintResult:
+            progress=False, halving=False) -> InpaintResult:
     """Complete the missing pixels (mask == 0) of ``images`` with the generator of ``gan``.
 
     images   (N, C, H, W) floats in the generator's pixel range ([-1, 1] tanh, [0, 1] sigmoid),
@@ -329,6 +331,11 @@ def inpaint(gan, images, mask, steps=500, lr=0.03, lam=0.1, restarts=8, perceptu
     clip     "auto": [-1, 1] for uniform noise, none for normal; a number c: [-c, c]; None: none
     seed     the initial codes come from backend.random_generator(xp, seed, 0)
     progress a progress bar of the steps on stderr (tqdm, as training shows)
+    halving  successive halving of the candidates: after steps/8, steps/4 and steps/2 each image
+             keeps the better half of its candidates (by their loss at that step) and drops the rest,
+             so 8 restarts cost about what 2.5 run to the end do (HALVING_AT). The winner is the
+             survivor with the lowest final loss; restart_losses holds each candidate's last loss
+             (the one it was dropped with). False: every candidate runs every step.
     """
     if perceptual not in PERCEPTUAL:
         raise ValueError(f"inpaint: perceptual must be one of {PERCEPTUAL}, got {perceptual!r}")
@@ -361,12 +368,16 @@ def inpaint(gan, images, mask, steps=500, lr=0.03, lam=0.1, restarts=8, perceptu
     b1, b2 = betas
     m1, m2 = xp.zeros_like(z), xp.zeros_like(z)
     history = xp.zeros((steps + 1, per_image * n), dtype=dtype)
+    last = xp.zeros(per_image * n, dtype=dtype)         # each candidate's latest loss
+    alive = xp.arange(per_image * n)                    # the candidates still searched, in blocks of n
+    cuts = {max(1, round(steps * f)) for f in HALVING_AT} if halving else set()
     bar = _progress_bar(steps) if progress else None
     with _eval_mode(gan):
         try:
             for t in range(1, steps + 1):
                 loss, g, _ = inpaint_loss_and_grad(gan, z, x_all, w_all, y_all, lam, perceptual)
-                history[t - 1] = loss
+                history[t - 1, alive] = loss
+                last[alive] = loss
                 m1 *= b1
                 m1 += (1 - b1) * g
                 m2 *= b2
@@ -376,24 +387,29 @@ def inpaint(gan, images, mask, steps=500, lr=0.03, lam=0.1, restarts=8, perceptu
                 z = z - (lr / (1 - b1 ** t)) * (m1 / denom)
                 if clip is not None:
                     z = xp.clip(z, -clip, clip)
+                k = len(alive) // n
+                if t in cuts and k > 1:   # each image keeps the better half of its k candidates
+                    order = xp.argsort(loss.reshape(k, n), axis=0, kind="stable")[:(k + 1) // 2]
+                    keep = (order * n + xp.arange(n)).reshape(-1)          # positions, again in blocks of n
+                    z, m1, m2, x_all, w_all, alive = z[keep], m1[keep], m2[keep], x_all[keep], w_all[keep], alive[keep]
+                    y_all = None if y_all is None else y_all[keep]
                 if bar is not None:
                     bar.update(1)
             loss, _, fake = inpaint_loss_and_grad(gan, z, x_all, w_all, y_all, lam, perceptual)
-            history[steps] = loss
+            history[steps, alive] = loss
+            last[alive] = loss
         finally:
-            gan.G.zero_grad()   # the backward passes added to the weights' gradients: clear them
-            gan.D.zero_grad()
             if bar is not None:
                 bar.close()
 
-    final = loss.reshape(per_image, n)
-    best = xp.argmin(final, axis=0)                                  # (N,)
-    idx = best * n + xp.arange(n)
-    generated = fake[idx]
+    best = xp.argmin(loss.reshape(-1, n), axis=0)                    # (N,): among the survivors
+    pos = best * n + xp.arange(n)
+    idx = alive[pos]                                                 # the winners' candidate numbers
+    generated = fake[pos]
     m_dev = _on(xp, m_host, dtype)
     completed = xp.where(m_dev > 0, x, generated)
-    return InpaintResult(completed=completed, generated=generated, z=z[idx], losses=history[:, idx],
-                         labels=None if y_all is None else y_all[idx], restart_losses=final)
+    return InpaintResult(completed=completed, generated=generated, z=z[pos], losses=history[:, idx],
+                         labels=None if y_all is None else y_all[pos], restart_losses=last.reshape(per_image, n))
 
 
 # ----------------------------------------------------------------------------- evaluation

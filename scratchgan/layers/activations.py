@@ -70,6 +70,14 @@ class LeakyReLU(Module):
         ddY *= ddX
         return ddY, None
 
+    def infer(self, X, overwrite=False):
+        """max(x, a x) written over X where allowed (one temporary, a X, instead of a new output)."""
+        a = self.negative_slope
+        if not overwrite or not 0.0 < a <= 1.0:
+            return self.forward(X)[0]
+        self._check_input(X)
+        return backend.array_module(X).maximum(X, X * a, out=X)
+
     def _slope(self, X):
         """dy/dx = a + (1 - a) [x > 0]: 1 where x > 0, else a."""
         a = self.negative_slope
@@ -129,6 +137,12 @@ class Tanh(Module):
         self._check_input(X)
         Y = backend.array_module(X).tanh(X)
         return Y, self.save_for_backward(Y)
+
+    def infer(self, X, overwrite=False):
+        """tanh written over X where allowed."""
+        self._check_input(X)
+        xp = backend.array_module(X)
+        return xp.tanh(X, out=X) if overwrite else xp.tanh(X)
 
     def backward(self, dY, cache):
         Y = self.saved(cache)

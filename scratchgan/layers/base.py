@@ -166,6 +166,15 @@ class Module:
         """Output only, for inference and sampling (no cache kept)."""
         return self.forward(X)[0]
 
+    def infer(self, X, overwrite: bool = False):
+        """The output for X when nothing will be back-propagated (eval-mode sampling): forward's
+        output, without the work a backward would need. ``overwrite``: X is the caller's to lose,
+        so the layer may write its output over it (Sequential.infer passes its own intermediate
+        arrays). The default is forward's; a layer overrides it where skipping that work pays
+        (ConvTranspose2D, the activations, BatchNorm). Sampling paths use it through
+        ``layers.fused_for_eval`` (layers/inference.py)."""
+        return self.forward(X)[0]
+
     # ------------------------------------------------------------------ structure
     def children(self) -> list:
         return []
@@ -505,6 +514,13 @@ class Sequential(Module):
             return self.layers[0].backward(dY, caches[0])
         self.layers[first].backward_params(dY, caches[first])
         return None
+
+    def infer(self, X, overwrite: bool = False):
+        """Every layer's infer in order, each after the first free to write over its input
+        (an array this Sequential made), the first only if ``overwrite``."""
+        for i, layer in enumerate(self.layers):
+            X = layer.infer(X, overwrite=overwrite or i > 0)
+        return X
 
     def backward_input(self, dY, cache):
         """dL/dX through every layer in reverse, no parameter gradient touched."""

@@ -102,6 +102,25 @@ class _BatchNorm(Module):
             Y = Xhat.copy()
         return Y, self.save_for_backward(Xhat, inv_std, True, None)
 
+    def scale_shift(self):
+        """Eval mode's per-channel map as (scale, shift): Y = X * scale + shift, from the running
+        statistics (layers/inference.py folds it into the layer before)."""
+        inv_std = 1.0 / (self.buffers["running_var"] + self.eps) ** 0.5
+        scale = inv_std * self.params["weight"] if self.affine else inv_std
+        shift = (self.params["bias"] - self.buffers["running_mean"] * scale) if self.affine \
+            else -self.buffers["running_mean"] * scale
+        return scale, shift
+
+    def infer(self, X, overwrite=False):
+        """Eval mode: X * scale + shift, written over X where allowed; train mode: forward."""
+        if self.training or not overwrite:
+            return self.forward(X)[0]
+        self._check_input(X, ndim=self.ndim, dim=1, size=self.num_features, like=self.buffers["running_mean"])
+        scale, shift = self.scale_shift()
+        X *= self._per_channel(scale, X)
+        X += self._per_channel(shift, X)
+        return X
+
     def backward(self, dY, cache):
         Xhat, inv_std, training, mean = self.saved(cache)
         self._check_grad(dY, Xhat.shape, Xhat.dtype, Xhat)

@@ -122,6 +122,138 @@ def col2im(cols, x_shape, kernel, stride, padding, B=None):
     return dX
 
 
+# Few channels on large maps: the column layouts above move runs of C values (3 for RGB), and a
+# product with C of its columns leaves its adds to rows of 3. There the columns are laid out
+# channel-major instead, one (C*kh*kw, Ho*Wo) matrix per image ("planes"): each copy and add moves
+# runs of a map row, and a batched product maps NCHW to NCHW with no transposing copy. For a 3x64x64
+# DCGAN at batch 64 (1 thread): G's last layer forward 29 -> 6 ms, D's first layer input gradient
+# 43 -> 11 ms. It pays down to 1x28x28 at batch 64 too (about 1.1 -> 0.7 ms), but it rounds
+# differently, so it starts at PLANES_MIN_VALUES values in the few-channel array: above every training
+# batch and sample grid of the recorded runs (tests/test_run_checksums.py: at most 64 images of 3x32x32,
+# 196,608 values), which keep their bits. Lowering it is a decision to re-record them.
+# Eval-mode sampling (Module.infer) takes planes from INFER_PLANES_MIN_VALUES. docs/performance.md, "Image size".
+PLANES_MIN_VALUES = 1 << 18
+INFER_PLANES_MIN_VALUES = 1 << 15
+PLANES_BLOCK_BYTES = 2 << 20   # col2im_planes makes its products a few images at a time, about this large
+
+
+def use_planes(few_shape, minimum=None) -> bool:
+    """Whether the columns of an (N, C, H, W) array (Conv2D's input, ConvTranspose2D's output) are
+    made channel-major (im2col_planes, col2im_planes): C < FEW_CHANNELS and at least ``minimum``
+    values (default PLANES_MIN_VALUES)."""
+    minimum = PLANES_MIN_VALUES if minimum is None else minimum
+    return few_shape[1] < FEW_CHANNELS and int(np.prod(few_shape)) >= minimum
+
+
+def im2col_planes(X, kernel, stride, padding):
+    """Channel-major columns of an NCHW array: (N, C*kh*kw, Ho*Wo) with rows (c, u, v),
+    cols[n, (c, u, v), (i, j)] = Xp[n, c, s*i + u, s*j + v]; one padded copy, then one strided
+    copy per kernel offset (u, v) over the whole batch, in runs of Wo."""
+    xp = backend.array_module(X)
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    N, C, H, W = X.shape
+    Ho, Wo = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+    Xp = xp.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = xp.empty((N, C, kh, kw, Ho, Wo), dtype=X.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            cols[:, :, u, v] = Xp[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw]
+    return cols.reshape(N, C * kh * kw, Ho * Wo)
+
+
+def col2im_planes(A, Bt, x_shape, kernel, stride, padding):
+    """col2im of the channel-major product: with A (N, K, Ho, Wo) and Bt (C*kh*kw, K), rows (c, u, v),
+    the NCHW array (N, C, H, W) that col2im(rows(A) @ Bt^T) gives, i.e. ConvTranspose2D's forward
+    (A = X, K = Cin) or Conv2D's input gradient (A = dY, K = O), in other rounding.
+
+    A few images at a time (PLANES_BLOCK_BYTES): P = Bt @ A[n] (C*kh*kw, Ho*Wo) per image, one
+    batched product, then each offset (u, v)'s (C, Ho, Wo) block added into the phase-major sums
+    (as col2im's, channel-major here) while it is in cache, in runs of Wo."""
+    xp = backend.array_module(A, Bt)
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    N, C, H, W = x_shape
+    K, Ho, Wo = A.shape[1:]
+    rows_per_image = C * kh * kw
+    chunk = max(1, min(N, PLANES_BLOCK_BYTES // max(1, rows_per_image * Ho * Wo * A.dtype.itemsize)))
+    Hq, Wq = -(-(H + 2 * ph) // sh), -(-(W + 2 * pw) // sw)
+    dX = xp.empty((N, C, H, W), dtype=A.dtype)
+    phases = xp.empty((sh, sw, chunk, C, Hq, Wq), dtype=A.dtype)
+    P = xp.empty((chunk, rows_per_image, Ho * Wo), dtype=A.dtype)
+    for n0 in range(0, N, chunk):
+        n = min(chunk, N - n0)
+        sums, blocks = phases[:, :, :n], P[:n]
+        sums.fill(0)
+        xp.matmul(Bt, A[n0:n0 + n].reshape(n, K, Ho * Wo), out=blocks)
+        blocks = blocks.reshape(n, C, kh, kw, Ho, Wo)
+        for u in range(kh):
+            for v in range(kw):
+                sums[u % sh, v % sw, :, :, u // sh:u // sh + Ho, v // sw:v // sw + Wo] += blocks[:, :, u, v]
+        for a in range(sh):          # unpad and interleave, as col2im
+            y0 = (a - ph) % sh
+            for b in range(sw):
+                x0 = (b - pw) % sw
+                out = dX[n0:n0 + n, :, y0::sh, x0::sw]
+                q0, r0 = (y0 + ph) // sh, (x0 + pw) // sw
+                out[...] = sums[a, b, :, :, q0:q0 + out.shape[2], r0:r0 + out.shape[3]]
+    return dX
+
+
+PHASES_BLOCK_BYTES = 4 << 20   # conv_transpose_phases: images per product, columns of about this size
+
+
+def conv_transpose_phases(X, W, stride, padding, out_hw):
+    """ConvTranspose2D's forward (no bias) as one stride-1 product per block of images: every output
+    phase (a, b) (the outputs every s-th row from the first that tap residue a reaches, as in
+    layers/fourier.py) is a stride-1 convolution of X with the sub-kernel W[:, :, a::s, b::s]. Output
+    q of phase a reads the inputs q + start_a - du for its taps u = a + s du, so one window of
+    T = hi - lo + 1 inputs per axis covers every phase, and
+
+        R = im2col_T(X) @ Wsub          (rows (n, q, r); T*T*Cin x P*Cout, P = s*s phases)
+
+    with Wsub[(t, t', c), (a, b, o)] = W[c, o, u, v] where the window position and the phase give a
+    tap, 0 where they give none (for 5x5, stride 2: 36 of 25 taps, 1.44 times the multiply-adds of
+    col2im's products, but one wide product instead of 25 narrow ones, and no adds). Each phase is
+    then one strided copy into the NCHW output. Eval-mode sampling only (Module.infer): it rounds
+    differently from the training path. Few output channels go by col2im_planes instead."""
+    xp = backend.array_module(X, W)
+    N, C, H, Wd = X.shape
+    O, (kh, kw), (sh, sw) = W.shape[1], W.shape[2:], stride
+    axes = []
+    for n_in, k, s, p, n_out in ((H, kh, sh, padding[0], out_hw[0]), (Wd, kw, sw, padding[1], out_hw[1])):
+        rows, _ = fourier.phases(n_in, k, s, p, n_out)
+        lo = min(start - taps + 1 for taps, _, _, start in rows)
+        hi = max(start for _, _, _, start in rows)
+        count = max(c for _, _, c, _ in rows)
+        axes.append((rows, lo, hi - lo + 1, count, max(0, -lo), max(0, count - 1 + hi - (n_in - 1))))
+    (rows_h, lo_h, T_h, Q, pb_h, pa_h), (rows_w, lo_w, T_w, R_, pb_w, pa_w) = axes
+    Wsub = xp.zeros((T_h, T_w, C, sh, sw, O), dtype=X.dtype)
+    for a, (taps_a, _, _, start_a) in enumerate(rows_h):
+        for t in range(T_h):
+            du = start_a - (lo_h + t)                  # the tap window row t gives phase a, if any
+            if not 0 <= du < taps_a:
+                continue
+            for b, (taps_b, _, _, start_b) in enumerate(rows_w):
+                for t2 in range(T_w):
+                    dv = start_b - (lo_w + t2)
+                    if 0 <= dv < taps_b:
+                        Wsub[t, t2, :, a, b, :] = W[:, :, a + sh * du, b + sw * dv]
+    Wm = Wsub.reshape(T_h * T_w * C, sh * sw * O)
+    Xp = xp.pad(X.transpose(0, 2, 3, 1), ((0, 0), (pb_h, pa_h), (pb_w, pa_w), (0, 0)))   # (N, Hp, Wp, C)
+    o_h, o_w = lo_h + pb_h, lo_w + pb_w               # where output 0's window starts in Xp
+    Y = xp.empty((N, O) + tuple(out_hw), dtype=X.dtype)
+    chunk = max(1, PHASES_BLOCK_BYTES // max(1, Q * R_ * T_h * T_w * C * X.dtype.itemsize))
+    sN, sH, sW, sC = Xp.strides
+    for n0 in range(0, N, chunk):
+        part = Xp[n0:n0 + chunk, o_h:, o_w:]
+        n = part.shape[0]
+        windows = backend.as_strided(part, (n, Q, R_, T_h, T_w, C), (sN, sH, sW, sH, sW, sC))
+        R = (windows.reshape(n * Q * R_, T_h * T_w * C) @ Wm).reshape(n, Q, R_, sh, sw, O)
+        for a, (_, first_a, count_a, _) in enumerate(rows_h):
+            for b, (_, first_b, count_b, _) in enumerate(rows_w):
+                Y[n0:n0 + n, :, first_a::sh, first_b::sw] = R[:, :count_a, :count_b, a, b].transpose(0, 3, 1, 2)
+    return Y
+
+
 def _to_nchw(Y2, N, H, W, bias=None):
     """(N*H*W, C) rows in (n, h, w) order -> a contiguous (N, C, H, W) array, plus bias (C,)
     if given: the add rides on the transposing copy instead of taking a pass of its own."""
@@ -168,9 +300,18 @@ class Conv2D(Module):
         if Ho < 1 or Wo < 1:
             raise ShapeError(f"{self!r}: input of {X.shape[2]}x{X.shape[3]} pixels is smaller than the kernel "
                              f"{self.kernel_size} with padding {self.padding}")
-        cols, _ = im2col(X, self.kernel_size, self.stride, self.padding)  # (N*Ho*Wo, kh*kw*C)
+        planes = use_planes(X.shape)                                      # few channels: channel-major columns
+        if planes:
+            cols = im2col_planes(X, self.kernel_size, self.stride, self.padding)   # (N, C*kh*kw, Ho*Wo)
+        else:
+            cols, _ = im2col(X, self.kernel_size, self.stride, self.padding)      # (N*Ho*Wo, kh*kw*C)
         W = self.params["weight"] if weight is None else self._check_weight(weight)
         Wm = W.transpose(2, 3, 1, 0).reshape(-1, self.out_channels)       # (kh*kw*C, O)
+        if planes:
+            Y = (W.reshape(self.out_channels, -1) @ cols).reshape(X.shape[0], self.out_channels, Ho, Wo)
+            if self.use_bias:
+                Y += self.params["bias"][:, None, None]
+            return Y, self.save_for_backward(X.shape, cols, Wm)
         Y = _to_nchw(cols @ Wm, X.shape[0], Ho, Wo, self.params["bias"] if self.use_bias else None)
         return Y, self.save_for_backward(X.shape, cols, Wm)
 
@@ -202,8 +343,15 @@ class Conv2D(Module):
         return (x_shape[0], self.out_channels) + self.output_shape(*x_shape[2:])
 
     def _weight_grads(self, dY, x_shape, cols):
-        """Accumulate dW and db; return dY as (N*Ho*Wo, O) rows for the input gradient."""
+        """Accumulate dW and db; return dY as (N*Ho*Wo, O) rows for the input gradient (None
+        after channel-major columns, cols (N, C*kh*kw, Ho*Wo): dW = sum_n dY[n] cols[n]^T)."""
         self._check_grad(dY, self._y_shape(x_shape), cols.dtype, cols)
+        if cols.ndim == 3:
+            dY3 = dY.reshape(x_shape[0], self.out_channels, -1)                # (N, O, Ho*Wo)
+            self.grads["weight"] += (dY3 @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(self.grads["weight"].shape)
+            if self.use_bias:
+                self.grads["bias"] += dY3.sum(axis=(0, 2))
+            return None
         dY2 = _rows(dY)
         self._accumulate_weight(cols.T @ dY2)                             # dWm (kh*kw*C, O)
         if self.use_bias:
@@ -226,10 +374,13 @@ class Conv2D(Module):
         time; dY2: dY as rows, when the caller has them. dX is ConvTranspose2D's forward of dY
         with the same weight tensor, so it takes the Fourier path where that pays (FOURIER_SHARE)."""
         C, (H, W) = x_shape[1], x_shape[2:]
+        kh, kw = self.kernel_size
         if self.input_grad_uses_fourier(x_shape):
-            kh, kw = self.kernel_size
             weight = Wm.reshape(kh, kw, C, self.out_channels).transpose(3, 2, 0, 1)   # W (O, C, kh, kw)
             return fourier.conv_transpose(dY, weight, self.stride, self.padding, (H, W))[0]
+        if use_planes(x_shape):                        # Bt: rows (c, u, v)
+            Bt = Wm.reshape(kh, kw, C, self.out_channels).transpose(2, 0, 1, 3).reshape(C * kh * kw, -1)
+            return col2im_planes(dY, Bt, x_shape, self.kernel_size, self.stride, self.padding)
         dY2 = _rows(dY) if dY2 is None else dY2
         return col2im(dY2, x_shape, self.kernel_size, self.stride, self.padding, B=Wm.T)
 
@@ -303,7 +454,12 @@ class ConvTranspose2D(Module):
         fourier_backward = self.uses_fourier(X.shape, "backward")
         if fourier_backward or self.uses_fourier(X.shape):                 # (that backward needs the spectra)
             Y, spectra = fourier.conv_transpose(X, self.params["weight"], self.stride, self.padding, (Ho, Wo))
-            saved = ("fourier", spectra) if fourier_backward else ("im2col", (_rows(X), self._weight_matrix()))
+            saved = ("fourier", spectra) if fourier_backward else self._im2col_saved(X)
+        elif use_planes((N, self.out_channels, Ho, Wo)):   # few output channels
+            W = self.params["weight"]                                      # (Cin, Cout, kh, kw)
+            Bt = W.transpose(1, 2, 3, 0).reshape(-1, self.in_channels)     # (Cout*kh*kw, Cin), rows (o, u, v)
+            Y = col2im_planes(X, Bt, (N, self.out_channels, Ho, Wo), self.kernel_size, self.stride, self.padding)
+            saved = self._im2col_saved(X)
         else:
             X2 = _rows(X)                                                  # (N*H*W, Cin)
             Wm = self._weight_matrix()                                     # (Cin, kh*kw*Cout)
@@ -313,6 +469,33 @@ class ConvTranspose2D(Module):
         if self.use_bias:
             Y += self.params["bias"][None, :, None, None]
         return Y, self.save_for_backward(*saved, (N, H, W_), X.dtype)
+
+    def infer(self, X, overwrite=False):
+        """The forward without what backward needs (eval-mode sampling, whose bits no recorded run
+        holds): the Fourier path by the forward's rule alone (the forward also takes it where its
+        backward will, for the spectra); else few output channels by channel-major columns from
+        INFER_PLANES_MIN_VALUES; else a stride above 1 by one product over all output phases
+        (conv_transpose_phases: 3x64x64 G's 64 -> 32 layer at batch 256, 96 -> 91 ms on one thread,
+        74 -> 56 on two); else col2im."""
+        self._check_input(X, ndim=4, dim=1, size=self.in_channels)
+        N, _, H, W_ = X.shape
+        Ho, Wo = self.output_shape(H, W_)
+        if H < 1 or W_ < 1 or Ho < 1 or Wo < 1:
+            return self.forward(X)[0]                                       # (its error)
+        W = self.params["weight"]
+        if self.uses_fourier(X.shape):
+            Y = fourier.conv_transpose(X, W, self.stride, self.padding, (Ho, Wo))[0]
+        elif use_planes((N, self.out_channels, Ho, Wo), INFER_PLANES_MIN_VALUES):
+            Bt = W.transpose(1, 2, 3, 0).reshape(-1, self.in_channels)
+            Y = col2im_planes(X, Bt, (N, self.out_channels, Ho, Wo), self.kernel_size, self.stride, self.padding)
+        elif max(self.stride) > 1 and self.out_channels >= FEW_CHANNELS:
+            Y = conv_transpose_phases(X, W, self.stride, self.padding, (Ho, Wo))
+        else:
+            Y = col2im(_rows(X), (N, self.out_channels, Ho, Wo), self.kernel_size, self.stride, self.padding,
+                       B=self._weight_matrix())
+        if self.use_bias:
+            Y += self.params["bias"][None, :, None, None]
+        return Y
 
     def backward(self, dY, cache):
         return self._grads(dY, cache, weight=True, inputs=True)
@@ -330,6 +513,12 @@ class ConvTranspose2D(Module):
         self._check_grad(dY, (N, self.out_channels) + self.output_shape(H, W_), dtype, like)
         if path == "fourier":
             dX, dW = fourier.conv_transpose_grads(dY, saved, weight, inputs)
+        elif path == "planes":   # dY's channel-major columns (N, Cout*kh*kw, H*W); Wp = W as (Cin, Cout*kh*kw)
+            X, Wp = saved
+            cols = im2col_planes(dY, self.kernel_size, self.stride, self.padding)
+            dX = (Wp @ cols).reshape(X.shape) if inputs else None
+            dW = (X.reshape(N, self.in_channels, -1) @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(
+                self.params["weight"].shape) if weight else None
         else:
             X2, Wm = saved
             cols, _ = im2col(dY, self.kernel_size, self.stride, self.padding)   # (N*H*W, kh*kw*Cout)
@@ -340,6 +529,14 @@ class ConvTranspose2D(Module):
             if self.use_bias:
                 self.grads["bias"] += dY.sum(axis=(0, 2, 3))
         return dX
+
+    def _im2col_saved(self, X):
+        """What the backward by columns needs: X as rows and the weight matrix, or, where dY has few
+        channels on a large map (use_planes), X and a copy of the weight as (Cin, Cout*kh*kw)."""
+        N, _, H, W_ = X.shape
+        if use_planes((N, self.out_channels) + self.output_shape(H, W_)):
+            return "planes", (X, self.params["weight"].reshape(self.in_channels, -1).copy())
+        return "im2col", (_rows(X), self._weight_matrix())
 
     def _weight_matrix(self):
         """W (Cin, Cout, kh, kw) as the (Cin, kh*kw*Cout) matrix that makes the columns."""

@@ -68,7 +68,7 @@ class Artefacts(Callback):
         (``fixed_images``: G(fixed_z) when already computed), each with D's output."""
         step = self.step
         if fixed_images is None:
-            fixed_images = step.sampler.generate(z=self.fixed_z, labels=self.fixed_labels)
+            fixed_images = step.sampler.generate(z=self.fixed_z, labels=self.fixed_labels, fused=False)
         idx = step.xp.asarray(self.monitor_fake_index)
         fake_labels = self.fixed_labels[idx] if step.gan.conditional else None
         return report.monitor_grid(step.gan, self.monitor_real, fixed_images[idx], self.monitor_real_labels,
@@ -80,7 +80,7 @@ class Artefacts(Callback):
         plot, the monitor grid, progress.gif and report.html (which reloads itself while ``live``).
         Returns {name: what was written}; "monitor" is the report.MonitorGrid drawn."""
         run, step = self.run.path, self.step.step
-        images = self.step.sampler.generate(z=self.fixed_z, labels=self.fixed_labels)
+        images = self.step.sampler.generate(z=self.fixed_z, labels=self.fixed_labels, fused=False)
         output = self.step.gan.output
         out = {"samples": save_grid(images, run / "samples" / f"step_{step:07d}.png", nrow=self.grid_nrow,
                                     output=output)}
