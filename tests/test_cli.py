@@ -316,3 +316,15 @@ def test_inpaint_command_on_a_tiny_run(tmp_path, capsys):
     assert "inpainting: 100%" in err and "5/5" in err            # tqdm's bar, as train shows
     assert cli.main(["inpaint", str(run), "--images", str(tmp_path / "digits.npy"), "--mask", "diagonal"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--layers", "--image-shape", "3x32x32,3x64x64"], "expected one CxHxW shape"),
+    (["--layers", "--image-shape", "5x9x9"], "expected CxHxW shapes"),
+    (["--image-shape", "3x64x64"], "--image-shape applies to --layers"),
+])
+def test_bench_image_shape_is_one_shape_for_the_layer_split(capsys, flags, needle):
+    from helpers import assert_error_line, run_cli
+    rc, _, err = run_cli(capsys, "bench", "--models", "dcgan", "--batch-sizes", "2", "--repeats", "1", *flags)
+    assert rc == cli.EXIT_USAGE
+    assert_error_line(err, needle)

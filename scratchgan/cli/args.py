@@ -81,6 +81,14 @@ def _image_shapes(text):
     return shapes
 
 
+def _image_shape(text):
+    """One CxHxW shape (``_image_shapes``' rules), e.g. 3x64x64."""
+    shapes = _image_shapes(text)
+    if len(shapes) != 1:
+        raise argparse.ArgumentTypeError(f"expected one CxHxW shape, e.g. 3x64x64; got {text!r}")
+    return shapes[0]
+
+
 def _names(choices):
     def parse(text):
         names = [t.strip() for t in text.split(",")]

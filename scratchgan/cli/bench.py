@@ -1,14 +1,16 @@
 """scratchgan bench: time training iterations and layers (a thin layer over scratchgan.bench)."""
 from __future__ import annotations
 
-from .args import _add_backend, _image_shapes, _int_list, _integer, _names, _use_backend
-from .errors import _RANKS
+from .args import _add_backend, _image_shape, _image_shapes, _int_list, _integer, _names, _use_backend
+from .errors import _RANKS, UsageError
 
 
 def cmd_bench(args):
     from ..evaluation.bench import main as bench_main
     from ..training.distributed import from_environment
     comm = _RANKS[0] = from_environment(required=args.distributed)
+    if args.image_shape is not None and not args.layers:
+        raise UsageError("--image-shape applies to --layers (the training steps take --image-shapes)")
     _use_backend(args, comm, heavy=not args.contention)   # --contention chooses with and without the busy core
     return bench_main(args, comm)
 
@@ -22,7 +24,7 @@ def add_parser(sub):
     b.add_argument("--image-shapes", type=_image_shapes, default=None,
                    help="comma-separated CxHxW, e.g. 1x28x28,3x32x32,3x64x64 (default: 1x28x28)")
     b.add_argument("--layers", action="store_true", help="per-layer forward/backward times (DCGAN sizes)")
-    b.add_argument("--image-shape", type=lambda t: _image_shapes(t)[0], default=None,
+    b.add_argument("--image-shape", type=_image_shape, default=None,
                    help="with --layers: every layer of the dcgan for this CxHxW (recipe D: spectral norm, no "
                         "dropout), train mode and G's eval-mode sampler, e.g. 3x64x64 (default: the 28x28 shapes)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
