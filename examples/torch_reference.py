@@ -298,10 +298,13 @@ def main(argv=None) -> int:
             layers[n] = [r for kind in args.models for r in layer_rows(kind, args.repeats, args.warmup, args.image_shape,
                                                                        args.d_recipe)]
     if args.json:
-        print(json.dumps({"steps": rows, "layers": layers} if args.layers else rows, indent=2))
+        print(json.dumps({"steps": rows, "layers": layers, "blas": backend.blas_description()} if args.layers
+                         else rows, indent=2))
         return 0
     print(f"torch {torch.__version__}, numpy {np.__version__}; float32; median of {args.repeats} after "
           f"{args.warmup} warm-up; ratio = scratchgan ms / torch ms, same run")
+    print(f"scratchgan's BLAS: {backend.blas_description()}; torch: {torch.backends.cpu.get_cpu_capability()} "
+          f"kernels, oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}")
     print(f"{'threads':>7} {'model':<6} {'what':<12} {'torch ms':>9} {'scratchgan ms':>13} {'ratio':>6}")
     for r in rows:
         print(f"{r['threads']:>7} {r['model']:<6} {r['what']:<12} {r['torch_ms']:>9.2f} {r['scratchgan_ms']:>13.2f} "

@@ -21,7 +21,8 @@ import numpy as np
 __all__ = [
     "use", "name", "xp", "array_module", "asarray", "to_numpy", "is_cupy_array",
     "default_dtype", "set_default_dtype", "random_generator", "random_uint16", "synchronize",
-    "as_strided", "tune_host_allocator", "set_threads", "threads", "available_cores", "idle_cores", "BackendError",
+    "as_strided", "tune_host_allocator", "set_threads", "threads", "blas_description", "available_cores", "idle_cores",
+    "BackendError",
 ]
 
 
@@ -246,6 +247,28 @@ def threads() -> int | None:
     from threadpoolctl import threadpool_info
     counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
     return max(counts) if counts else None
+
+
+def blas_description(threads: bool = True) -> str:
+    """NumPy's BLAS library as threadpoolctl sees it, e.g. "OpenBLAS 0.3.31, SkylakeX kernels, 2
+    thread(s)" (without the threads if not ``threads``), plus OPENBLAS_CORETYPE where the environment
+    sets it: OpenBLAS then runs the kernels it names, not the ones it would pick for this CPU.
+    Every timing depends on these; benchmarks print them."""
+    from threadpoolctl import threadpool_info
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    pools.sort(key=lambda p: "numpy" not in p.get("filepath", ""))      # NumPy's own first (SciPy may bring another)
+    if not pools:
+        return "no BLAS library found"
+    p = pools[0]
+    name = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}.get(p.get("internal_api"), p.get("internal_api"))
+    text = f"{name} {p.get('version') or '?'}"
+    if p.get("architecture"):
+        text += f", {p['architecture']} kernels"
+    if threads:
+        text += f", {p.get('num_threads')} thread(s)"
+    if p.get("internal_api") == "openblas" and os.environ.get("OPENBLAS_CORETYPE"):
+        text += f" (OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} set in the environment)"
+    return text
 
 
 def _check_environment() -> None:

@@ -596,7 +596,9 @@ def test_bench_distributed_splits_compute_and_allreduce(tmp_path):
     import json
     result = json.loads(done.stdout)          # rank 0 alone prints
     assert result["ranks"] == 2
+    assert "thread" in result["blas"]         # which BLAS kernels and threads gave these times
     for row in result["models"]:
+        assert row["image_shape"] == [1, 28, 28]
         assert row["allreduce_ms"] > 0 and row["compute_ms"] > 0
         assert abs(row["allreduce_ms"] + row["compute_ms"] - row["ms_median"]) < 1e-6 * row["ms_median"] + 1e-9
         # one all-reduce of D's and of G's flat gradients, plus the batch-coupled layers' sums
@@ -604,6 +606,24 @@ def test_bench_distributed_splits_compute_and_allreduce(tmp_path):
         gan = build(row["model"])
         grads = (gan.G.num_parameters() + gan.D.num_parameters()) * 4
         assert grads <= row["bytes_per_step"] <= grads * 1.05
+
+
+@needs_mpi
+def test_bench_distributed_takes_the_image_shapes(tmp_path):
+    """--image-shapes sizes the ranks' models (it was silently ignored with --distributed)."""
+    done = subprocess.run([MPIEXEC, "-n", "2", *SCRATCHGAN, "bench", "--distributed", "--models", "mlp",
+                           "--batch-sizes", "8", "--repeats", "1", "--image-shapes", "3x32x32,1x28x28"],
+                          capture_output=True, text=True, timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("mlp ")]
+    assert [r[1] for r in rows[:2]] == ["3x32x32", "1x28x28"]
+    from scratchgan.models import build
+    def gradient_bytes(shape):
+        gan = build("mlp", image_shape=shape)
+        return (gan.G.num_parameters() + gan.D.num_parameters()) * 4
+    reduced = [float(r[7]) * 1e6 for r in rows[:2]]              # MB reduced per step: the models' sizes
+    assert reduced[0] == pytest.approx(gradient_bytes((3, 32, 32)), rel=0.05)
+    assert reduced[1] == pytest.approx(gradient_bytes((1, 28, 28)), rel=0.05)
 
 
 @needs_mpi

@@ -82,3 +82,29 @@ def test_bench_contention_reports_idle_and_busy_steps(restore_threads, capsys):
     assert row["ms_idle"] > 0 and row["ms_busy"] > 0
     assert row["busy_over_idle"] == pytest.approx(row["ms_busy"] / row["ms_idle"])
     assert 1 <= row["threads_busy"] <= row["threads_idle"] <= backend.available_cores()
+
+
+def test_bench_contention_takes_the_image_shapes(restore_threads, capsys):
+    import json
+    assert cli.main(["bench", "--contention", "--models", "mlp", "--batch-sizes", "8", "--repeats", "1",
+                     "--image-shapes", "3x32x32", "--json"]) == cli.EXIT_OK
+    result = json.loads(capsys.readouterr().out)
+    assert [row["image_shape"] for row in result["models"]] == [[3, 32, 32]]
+    assert result["blas"] and "thread" not in result["blas"]   # the library and kernels; threads vary per row
+
+
+def test_blas_description_names_the_kernels_and_a_forced_core_type(monkeypatch, restore_threads):
+    from threadpoolctl import threadpool_info
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        pytest.skip("no BLAS library loaded")
+    backend.set_threads(1)
+    text = backend.blas_description()
+    assert text.endswith("1 thread(s)") or "1 thread(s) (" in text
+    if pools[0].get("architecture"):
+        assert any(f"{p['architecture']} kernels" in text for p in pools)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")
+    forced = backend.blas_description()
+    assert ("OPENBLAS_CORETYPE=Prescott set in the environment" in forced) == text.startswith("OpenBLAS")
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert "OPENBLAS_CORETYPE" not in backend.blas_description(threads=False)

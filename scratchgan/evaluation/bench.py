@@ -133,12 +133,12 @@ def _trainer(kind, batch, seed, image_shape=None, comm=None):
     return gan, Trainer(gan, images, labels, config, quiet=True, comm=comm)
 
 
-def bench_distributed(kind: str, batch: int, comm, repeats=5, warmup=2, seed=0) -> dict:
+def bench_distributed(kind: str, batch: int, comm, repeats=5, warmup=2, seed=0, image_shape=None) -> dict:
     """Time data-parallel trainer iterations over the ranks of ``comm`` at a global batch of
     ``batch`` (batch / ranks items each), split into the time inside all-reduces and the rest
     (compute). The all-reduce time includes waiting for the slowest rank. Returns the median
-    step's figures (every rank computes them; rank 0 reports)."""
-    gan, trainer = _trainer(kind, batch, seed, comm=comm)
+    step's figures (every rank computes them; rank 0 reports). ``image_shape``: as bench_model's."""
+    gan, trainer = _trainer(kind, batch, seed, image_shape, comm=comm)
     for _ in range(warmup):
         trainer.train_step()
     steps = []
@@ -151,7 +151,8 @@ def bench_distributed(kind: str, batch: int, comm, repeats=5, warmup=2, seed=0) 
         steps.append((time.perf_counter() - t0, comm.reduce_seconds - seconds, comm.reduce_bytes - nbytes,
                       comm.reduce_calls - calls))
     total, reduce, nbytes, calls = sorted(steps)[len(steps) // 2]
-    row = {"model": kind, "batch": batch, "ranks": comm.size, "per_rank_batch": batch // comm.size,
+    row = {"model": kind, "image_shape": list(gan.image_shape), "batch": batch, "ranks": comm.size,
+           "per_rank_batch": batch // comm.size,
            "ms_median": total * 1e3, "allreduce_ms": reduce * 1e3, "compute_ms": (total - reduce) * 1e3,
            "bytes_per_step": nbytes, "allreduce_calls": calls, "gflop_per_iter": iteration_flops(gan, batch) / 1e9}
     row["predicted"] = [predict_step(row["compute_ms"], nbytes, calls, ranks, gbit)
@@ -182,29 +183,33 @@ def predict_step(compute_ms, nbytes, calls, ranks, gbit_per_s, latency_us=LATENC
 def _main_distributed(args, comm) -> int:
     """`scratchgan bench --distributed`, under mpiexec: rank 0 prints."""
     result = {"backend": backend.name(), "dtype": str(backend.default_dtype()), "ranks": comm.size,
-              "blas_threads": backend.threads(), "models": []}
+              "blas_threads": backend.threads(), "blas": backend.blas_description(), "models": []}
+    shapes = getattr(args, "image_shapes", None) or [None]
     for kind in args.models:
-        for b in args.batch_sizes:
-            result["models"].append(bench_distributed(kind, b, comm, repeats=args.repeats))
+        for shape in shapes:
+            for b in args.batch_sizes:
+                result["models"].append(bench_distributed(kind, b, comm, repeats=args.repeats, image_shape=shape))
     if comm.rank != 0:
         return 0
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"backend {result['backend']}, {result['dtype']}; {comm.size} ranks x {result['blas_threads']} BLAS "
-          f"thread(s); batch = global batch, split over the ranks")
-    print(f"{'model':<6} {'batch':>5} {'per rank':>8} {'ms/step':>8} {'compute':>8} {'allreduce':>9} "
+          f"thread(s); batch = global batch, split over the ranks; BLAS: {result['blas']}")
+    names = [_row_name(r, shapes) for r in result["models"]]
+    w = max([6] + [len(n) for n in names])
+    print(f"{'model':<{w}} {'batch':>5} {'per rank':>8} {'ms/step':>8} {'compute':>8} {'allreduce':>9} "
           f"{'MB reduced':>10} {'calls':>5}")
-    for r in result["models"]:
-        print(f"{r['model']:<6} {r['batch']:>5} {r['per_rank_batch']:>8} {r['ms_median']:>8.1f} "
+    for name, r in zip(names, result["models"]):
+        print(f"{name:<{w}} {r['batch']:>5} {r['per_rank_batch']:>8} {r['ms_median']:>8.1f} "
               f"{r['compute_ms']:>8.1f} {r['allreduce_ms']:>9.2f} {r['bytes_per_step'] / 1e6:>10.2f} "
               f"{r['allreduce_calls']:>5}")
     print(f"\npredicted on N machines, each with this per-rank batch and compute time "
           f"(ring all-reduce, {LATENCY_US:g} us per message; docs/performance.md):")
-    print(f"{'model':<6} {'N':>3} {'link':>8} {'ms/step':>8} {'allreduce':>9} {'efficiency':>10}")
-    for r in result["models"]:
+    print(f"{'model':<{w}} {'N':>3} {'link':>8} {'ms/step':>8} {'allreduce':>9} {'efficiency':>10}")
+    for name, r in zip(names, result["models"]):
         for p in r["predicted"]:
-            print(f"{r['model']:<6} {p['ranks']:>3} {p['gbit_per_s']:>4} Gb/s {p['ms_per_step']:>8.1f} "
+            print(f"{name:<{w}} {p['ranks']:>3} {p['gbit_per_s']:>4} Gb/s {p['ms_per_step']:>8.1f} "
                   f"{p['allreduce_ms']:>9.2f} {100 * p['efficiency']:>9.0f}%")
     return 0
 
@@ -222,32 +227,38 @@ def busy_core(cpu: int):
         proc.wait()
 
 
-def bench_contention(kind: str, batch: int, repeats=5, threads=None) -> dict:
+def bench_contention(kind: str, batch: int, repeats=5, threads=None, image_shape=None) -> dict:
     """A model's training step on an idle machine and with a busy process pinned to one core,
     each at the thread count scratchgan picks then (``threads``: fixed instead): all idle cores,
-    i.e. one fewer when a core is busy (backend.idle_cores)."""
+    i.e. one fewer when a core is busy (backend.idle_cores). ``image_shape``: as bench_model's."""
     def timed():
         n = threads or backend.idle_cores()
         backend.set_threads(n)
-        return n, bench_model(kind, batch, repeats=repeats)["ms_median"]
+        return n, bench_model(kind, batch, repeats=repeats, image_shape=image_shape)["ms_median"]
     n_idle, idle = timed()
     with busy_core(max(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0):
         n_busy, busy = timed()
-    return {"model": kind, "batch": batch, "threads_idle": n_idle, "ms_idle": idle, "threads_busy": n_busy,
+    return {"model": kind, "image_shape": None if image_shape is None else list(image_shape), "batch": batch,
+            "threads_idle": n_idle, "ms_idle": idle, "threads_busy": n_busy,
             "ms_busy": busy, "busy_over_idle": busy / idle}
 
 
 def _main_contention(args) -> int:
-    rows = [bench_contention(kind, b, repeats=args.repeats, threads=args.threads)
-            for kind in args.models for b in args.batch_sizes]
+    shapes = getattr(args, "image_shapes", None) or [None]
+    blas = backend.blas_description(threads=False)    # (the thread count varies below)
+    rows = [bench_contention(kind, b, repeats=args.repeats, threads=args.threads, image_shape=shape)
+            for kind in args.models for shape in shapes for b in args.batch_sizes]
     if args.json:
-        print(json.dumps({"backend": backend.name(), "cores": backend.available_cores(), "models": rows}, indent=2))
+        print(json.dumps({"backend": backend.name(), "cores": backend.available_cores(), "blas": blas,
+                          "models": rows}, indent=2))
         return 0
     print(f"backend {backend.name()}, {backend.available_cores()} cores; busy: another process spinning on one core; "
-          f"threads: {'--threads' if args.threads else 'as scratchgan picks them (the idle cores)'}")
-    print(f"{'model':<6} {'batch':>5} {'idle ms':>8} {'threads':>7} {'busy ms':>8} {'threads':>7} {'busy/idle':>9}")
-    for r in rows:
-        print(f"{r['model']:<6} {r['batch']:>5} {r['ms_idle']:>8.1f} {r['threads_idle']:>7} {r['ms_busy']:>8.1f} "
+          f"threads: {'--threads' if args.threads else 'as scratchgan picks them (the idle cores)'}; BLAS: {blas}")
+    names = [_row_name(r, shapes) for r in rows]
+    w = max([6] + [len(n) for n in names])
+    print(f"{'model':<{w}} {'batch':>5} {'idle ms':>8} {'threads':>7} {'busy ms':>8} {'threads':>7} {'busy/idle':>9}")
+    for name, r in zip(names, rows):
+        print(f"{name:<{w}} {r['batch']:>5} {r['ms_idle']:>8.1f} {r['threads_idle']:>7} {r['ms_busy']:>8.1f} "
               f"{r['threads_busy']:>7} {r['busy_over_idle']:>9.2f}")
     return 0
 
@@ -364,6 +375,11 @@ def _algorithms(layer, x_shape) -> str:
     return ""
 
 
+def _row_name(row, shapes) -> str:
+    """A table row's model, with its image shape when the run asked for shapes."""
+    return row["model"] if shapes == [None] else f"{row['model']} {'x'.join(map(str, row['image_shape']))}"
+
+
 def main(args, comm=None) -> int:
     """The bench command; data-parallel steps over ``comm``'s ranks with --distributed or under
     mpiexec with more than one rank."""
@@ -374,7 +390,8 @@ def main(args, comm=None) -> int:
     models, batches = args.models, args.batch_sizes   # lists, parsed and checked by the CLI
     shapes = getattr(args, "image_shapes", None) or [None]   # (C, H, W) tuples; None: 1x28x28
     gemm = gemm_rate()
-    result = {"backend": backend.name(), "dtype": str(backend.default_dtype()), "gemm_gflops": gemm, "models": []}
+    result = {"backend": backend.name(), "dtype": str(backend.default_dtype()), "gemm_gflops": gemm,
+              "blas": backend.blas_description(), "models": []}
     for kind in models:
         for shape in shapes:
             for b in batches:
@@ -388,9 +405,8 @@ def main(args, comm=None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"backend {result['backend']}, {result['dtype']}; GEMM 2048^3: {gemm:.1f} GFLOP/s "
-          f"(before), {result['gemm_gflops_after']:.1f} (after)")
-    names = [r["model"] if shapes == [None] else f"{r['model']} {'x'.join(map(str, r['image_shape']))}"
-             for r in result["models"]]
+          f"(before), {result['gemm_gflops_after']:.1f} (after); BLAS: {result['blas']}")
+    names = [_row_name(r, shapes) for r in result["models"]]
     w = max([6] + [len(n) for n in names])
     print(f"{'model':<{w}} {'batch':>5} {'ms/iter med':>11} {'min':>7} {'max':>7} {'samples/s':>10} "
           f"{'GFLOP/iter':>10} {'GFLOP/s':>8} {'of GEMM':>7} {'peak MB':>8}")
