@@ -11,6 +11,7 @@ also torch's convention).
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 __all__ = ["make_rng", "manual_seed", "fans", "initialise", "INITIALISERS", "parameter_budget"]
 
 _global_rng = np.random.default_rng(0)
-_budget = []   # [weights still allowed, who] while a model is built from an untrusted description
+_local = threading.local()   # .budget: [[weights still allowed, who]] while a model is built from an untrusted description
 
 
 @contextmanager
@@ -26,11 +27,19 @@ def parameter_budget(limit: int, who: str):
     """Within the block, ``initialise`` refuses (ValueError naming ``who``) to draw more than ``limit``
     weights in all, before allocating them: a model described by an untrusted file (a checkpoint's
     .json) is built only up to the size of the arrays that file actually carries."""
-    _budget.append([int(limit), who])
+    stack = _budgets()
+    stack.append([int(limit), who])
     try:
         yield
     finally:
-        _budget.pop()
+        stack.pop()
+
+
+def _budgets() -> list:
+    """This thread's budgets: ranks that are threads (ThreadRanks) build their models at once."""
+    if not hasattr(_local, "budget"):
+        _local.budget = []
+    return _local.budget
 
 
 def manual_seed(seed: int) -> None:
@@ -107,10 +116,11 @@ def initialise(name: str, rng, shape, dtype, who: str | None = None) -> np.ndarr
     except (KeyError, TypeError):  # TypeError: an unhashable name
         prefix = f"{who}: " if who else ""
         raise ValueError(f"{prefix}unknown initialiser {name!r}; choose from {sorted(INITIALISERS)}") from None
-    if _budget:
+    budget = _budgets()
+    if budget:
         size = math.prod(int(d) for d in shape)
-        if size > _budget[-1][0]:
-            raise ValueError(f"{_budget[-1][1]} needs more weights than its arrays hold (a {who or 'layer'} "
+        if size > budget[-1][0]:
+            raise ValueError(f"{budget[-1][1]} needs more weights than its arrays hold (a {who or 'layer'} "
                              f"weight of shape {tuple(shape)}: {size:,} values); refusing to build it")
-        _budget[-1][0] -= size
+        budget[-1][0] -= size
     return fn(make_rng(rng), tuple(shape)).astype(dtype)

@@ -24,63 +24,9 @@ from hypothesis import strategies as st
 
 from scratchgan import backend, cli
 from scratchgan.training.checkpoint import latest_checkpoint, load_checkpoint
-from scratchgan.training.distributed import Communicator, DistributedError, check_replicas, data_parallel, ReplicaDriftError
+from scratchgan.training.distributed import (Communicator, DistributedError, RankAborted, ReplicaDriftError, ThreadRanks,
+                                             check_replicas, data_parallel)
 from scratchgan.layers import BatchNorm1d, BatchNorm2d, Dropout, MinibatchStd, Sequential, Dense, LeakyReLU
-
-
-# --------------------------------------------------------------------------- ranks as threads
-class ThreadRanks:
-    """``size`` communicators over threads of one process: each all-reduce adds the ranks' arrays
-    in rank order (so every rank gets the same bits), two barriers around it."""
-
-    def __init__(self, size):
-        self.size, self.slots, self.barrier = size, [None] * size, threading.Barrier(size, timeout=30)
-
-    def run(self, fn):
-        """fn(comm) on every rank, in threads; the results in rank order (an exception re-raised)."""
-        results, errors = [None] * self.size, []
-
-        def body(rank):
-            try:
-                results[rank] = fn(_ThreadComm(self, rank))
-            except BaseException as exc:   # noqa: BLE001 - re-raised in the caller's thread
-                errors.append(exc)
-                self.barrier.abort()
-
-        threads = [threading.Thread(target=body, args=(r,)) for r in range(self.size)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return results
-
-
-class _ThreadComm(Communicator):
-    def __init__(self, group, rank):
-        super().__init__()
-        self.group, self.rank, self.size = group, rank, group.size
-
-    def _exchange(self, value):
-        g = self.group
-        g.slots[self.rank] = value
-        g.barrier.wait()
-        everyone = list(g.slots)
-        g.barrier.wait()
-        return everyone
-
-    def allreduce_sum(self, a):
-        parts = self._exchange(a.copy())
-        total = parts[0].copy()
-        for p in parts[1:]:
-            total += p
-        a[...] = total
-        self.reduce_calls += 1
-        return a
-
-    def allgather(self, obj):
-        return self._exchange(obj)
 
 
 def _shards(X, size):
@@ -254,6 +200,100 @@ def test_docs_state_the_bounds_these_tests_assert():
     assert ("bounds 1e-10 for the largest relative difference in float64, 1e-3 for the relative norm in "
             "float32") in doc
     assert "within 2e-12 relative (mlp, cgan, dcgan" not in doc     # the dcgan recipe measures ~3e-11
+
+
+# ------------------------------------------------------- ranks as threads (ThreadRanks, train --ranks)
+def test_thread_ranks_reduce_in_rank_order_and_gather_in_rank_order():
+    rng = np.random.default_rng(0)
+    parts = [rng.standard_normal(1000).astype(np.float32) for _ in range(3)]
+
+    def rank_part(comm):
+        a = parts[comm.rank].copy()
+        comm.allreduce_mean(a)
+        return a, comm.allgather(comm.rank * 10), comm.rows(12), comm.local_size()
+    results = ThreadRanks(3).run(rank_part)
+    want = (parts[0] + parts[1] + parts[2]) * np.float32(1 / 3)
+    for r, (a, gathered, rows, local) in enumerate(results):
+        assert a.tobytes() == want.tobytes()            # the same bits on every rank
+        assert gathered == [0, 10, 20] and rows == slice(4 * r, 4 * r + 4) and local == 3
+    with pytest.raises(ValueError, match="contiguous"):
+        ThreadRanks(2).run(lambda comm: comm.allreduce_sum(np.zeros((4, 4))[:, 0]))
+
+
+def test_a_failing_thread_rank_ends_the_others_and_its_error_is_raised():
+    ranks = ThreadRanks(3)
+    seen = []
+
+    def rank_part(comm):
+        if comm.rank == 1:
+            raise RuntimeError("rank 1 fails")
+        try:
+            comm.barrier()                              # would wait forever for rank 1
+        except RankAborted:
+            seen.append(comm.rank)
+            raise
+    done = []
+    t = threading.Thread(target=lambda: done.append(pytest.raises(RuntimeError, ranks.run, rank_part)))
+    t.start()
+    t.join(30)
+    assert done and "rank 1 fails" in str(done[0].value) and sorted(seen) == [0, 2]
+    assert ranks.run(lambda comm: comm.allgather(comm.rank)) == [[0, 1, 2]] * 3   # usable again
+    with pytest.raises(DistributedError, match="ranks must be an integer >= 1"):
+        ThreadRanks(0)
+
+
+THREADED = ["--model", "mlp", "--batch-size", "16", "--threads", "1", "--quiet"]
+
+
+def test_train_ranks_resume_is_the_uninterrupted_run(tmp_path):
+    assert cli.main(["train", "--out", str(tmp_path / "whole"), "--ranks", "2", "--steps", "6", *THREADED]) == 0
+    assert cli.main(["train", "--out", str(tmp_path / "r"), "--ranks", "2", "--steps", "3", *THREADED]) == 0
+    assert cli.main(["train", "--out", str(tmp_path / "r"), "--ranks", "2", "--resume", "--steps", "6",
+                     "--quiet", "--threads", "1"]) == 0
+    assert _worst_relative(_arrays(tmp_path / "whole")[0], _arrays(tmp_path / "r")[0]) == 0.0
+
+
+def test_train_ranks_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    from scratchgan import training
+    assert cli.main(["train", "--out", str(tmp_path / "a"), "--ranks", "3", "--steps", "2", *THREADED]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "does not split evenly over 3 ranks" in err
+    monkeypatch.setenv("PMI_SIZE", "2")                 # as if started by mpiexec
+    assert cli.main(["train", "--out", str(tmp_path / "b"), "--ranks", "2", *THREADED]) == 2
+    assert "under mpiexec (--distributed) the processes are the ranks" in capsys.readouterr().err
+    monkeypatch.delenv("PMI_SIZE")
+    step = training.Trainer.train_step
+
+    def failing(self):
+        if self.comm.rank == 1 and self.step == 3:
+            raise RuntimeError("injected failure")
+        return step(self)
+    monkeypatch.setattr(training.Trainer, "train_step", failing)
+    t0 = time.time()
+    assert cli.main(["train", "--out", str(tmp_path / "c"), "--ranks", "2", "--steps", "50", *THREADED]) == 1
+    err = capsys.readouterr().err
+    assert time.time() - t0 < 60
+    assert err.count("error:") == 1 and "rank 1 of 2: RuntimeError: injected failure; ending all ranks" in err
+
+
+def test_train_ranks_stop_together_on_sigterm_with_a_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))   # reaches rank 0, the main thread
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        timer.start()
+        code = cli.main(["train", "--out", str(out), "--ranks", "2", "--steps", "100000", "--checkpoint-every",
+                         "1000", "--model", "mlp", "--batch-size", "16", "--threads", "1"])
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 128 + signal.SIGTERM
+    assert capsys.readouterr().out.count("stopped by SIGTERM") == 1
+    step = _arrays(out)[1]["step"]
+    assert 0 < step < 100000                            # saved at the step both ranks stopped at
+    assert cli.main(["train", "--out", str(out), "--ranks", "2", "--resume", "--steps", str(step + 2), "--quiet",
+                     "--threads", "1"]) == 0
+    assert _arrays(out)[1]["step"] == step + 2
 
 
 # --------------------------------------------------------------------------- part 2: real MPI ranks

@@ -155,6 +155,22 @@ def test_a_resumed_run_is_the_uninterrupted_one(tmp_path):
     assert final("resume") == final("mlp") and final("mlp")
 
 
+def test_ranks_as_threads_are_bit_for_bit_the_mpiexec_ranks(tmp_path, monkeypatch):
+    """`train --ranks 2` (threads of one process, no MPI) writes the recorded `mpiexec -n 2` run's
+    checkpoints and pictures: the same rows per rank, the same sums (a0 + a1) in every all-reduce."""
+    from scratchgan import cli
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    record = _record()
+    if record.get("platform") != platform_key():
+        pytest.skip("no record for this platform")
+    out = tmp_path / "run"
+    assert cli.main(["train", "--out", str(out), "--ranks", "2", *SHORT, *CASES["ranks"]]) == 0
+    got, want = checksums(out), record["runs"]["ranks"]
+    assert sorted(got) == sorted(want)
+    differ = [k for k in want if got[k] != want[k]]
+    assert not differ, f"{len(differ)} of {len(want)} differ from the mpiexec run, e.g. {differ[:5]}"
+
+
 def main():
     import tempfile
     if sys.argv[1:] != ["--record"]:

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from . import bench, evaluate, gradcheck, inpaint, interpolate, judge, sample, train
 from .args import _Parser
-from .errors import (_CHECKING, _DEVICE_ERRORS, _RANKS, EXIT_FAILED, EXIT_OK, EXIT_USAGE, ChecksFailed, UsageError,
-                     _agree, _error, _failed)
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, guarded
 from .train import RECIPES
 
 __all__ = ["main", "build_parser", "UsageError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "RECIPES"]
@@ -49,43 +46,8 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) and usage errors (2) return their code
         return exc.code if isinstance(exc.code, int) else (EXIT_OK if exc.code is None else EXIT_USAGE)
-    from ..backend import BackendError, set_default_dtype, tune_host_allocator
+    from ..backend import tune_host_allocator
     tune_host_allocator()  # the command owns its process: reuse freed host memory (docs/performance.md)
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")   # a path that is not UTF-8 prints as its own bytes
-    from ..training.checkpoint import CheckpointError
-    from ..data import DataError
-    from ..training.distributed import DistributedError, ReplicaDriftError
-    from ..evaluation.judge import JudgeError
-    from ..evaluation.metrics import EvaluationDataMissing
-    from ..training.runfolder import RunFolderError
-    from ..training import DivergenceError
-    from ..layers.base import DoubleBackwardError
-    _RANKS[0], _CHECKING[0] = None, False
-    try:
-        return args.func(args)
-    except KeyboardInterrupt as exc:  # train: a second Ctrl-C (a save in progress is never interrupted)
-        return _failed(exc, 128 + 2, "interrupted" + ("; the newest complete checkpoint is kept"
-                                                      if args.command == "train" else ""))
-    except (BackendError, CheckpointError, DataError, JudgeError, EvaluationDataMissing, RunFolderError,
-            DoubleBackwardError, DistributedError, ValueError) as exc:   # DoubleBackwardError: a WGAN-GP critic it cannot penalise
-        return _failed(exc, EXIT_USAGE)
-    except (DivergenceError, ReplicaDriftError) as exc:
-        return _failed(exc, EXIT_FAILED)
-    except ChecksFailed as exc:
-        return _failed(exc, exc.code)
-    except MemoryError as exc:
-        return _failed(exc, EXIT_FAILED, "not enough memory for this model, batch or sample count; choose smaller ones")
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        # The device failed under the work (disk full, I/O error, read-only remount): 1.
-        # A path given that is missing, unreadable, too long or not writable: an input error, 2.
-        return _failed(exc, EXIT_FAILED if exc.errno in _DEVICE_ERRORS else EXIT_USAGE, f"{where}{exc.strerror or exc}")
-    except Exception as exc:
-        if _RANKS[0] is None or _RANKS[0].size == 1:
-            raise                      # a bug: the traceback says where
-        import traceback
-        traceback.print_exc()
-        return _failed(exc, EXIT_FAILED, f"{type(exc).__name__}: {exc}")
-    finally:
-        set_default_dtype(np.float32)  # in-process callers (tests, notebooks) get the default back
+    return guarded(args, lambda: args.func(args))

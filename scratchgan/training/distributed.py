@@ -15,12 +15,16 @@ the 1-rank step of the same global batch, not an approximation of it (docs/distr
   in forward and backward (``comm`` set by ``data_parallel``): SyncBatchNorm.
 
 Run ``mpiexec -n N scratchgan train ...``; without mpi4py or outside mpiexec the ``Communicator``
-of one process is used and every reduction is the identity.
+of one process is used and every reduction is the identity. ``ThreadRanks`` runs the same ranks as
+threads of one process (``scratchgan train --ranks N``), no MPI needed: NumPy releases the GIL in
+its loops, so each rank's copies and element-wise passes get a core of their own, which BLAS's
+threads never give them (docs/distributed.md, "Ranks as threads").
 """
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import zlib
 
@@ -28,8 +32,9 @@ import numpy as np
 
 from .. import backend
 
-__all__ = ["Communicator", "MPICommunicator", "DistributedError", "ReplicaDriftError", "launched_size",
-           "from_environment", "data_parallel", "check_replicas", "agree_step"]
+__all__ = ["Communicator", "MPICommunicator", "ThreadCommunicator", "ThreadRanks", "DistributedError",
+           "RankAborted", "ReplicaDriftError", "launched_size", "from_environment", "data_parallel", "check_replicas",
+           "agree_step"]
 
 # Set by mpiexec for each rank: MPICH's and Intel MPI's Hydra (PMI), Open MPI, MVAPICH.
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -37,6 +42,11 @@ _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 class DistributedError(RuntimeError):
     """A data-parallel run cannot start (no mpi4py, a batch that does not split over the ranks)."""
+
+
+class RankAborted(DistributedError):
+    """Raised in a rank that is a thread when another rank ended the run (ThreadRanks): that rank
+    reports why."""
 
 
 class ReplicaDriftError(RuntimeError):
@@ -141,6 +151,98 @@ class MPICommunicator(Communicator):
             return node.Get_size()
         finally:
             node.Free()
+
+
+class ThreadCommunicator(Communicator):
+    """Rank ``rank`` of a ThreadRanks' ranks, threads of this process. A reduction waits for every
+    rank, then each adds all the ranks' arrays up in rank order, so every rank gets the same bits:
+    for two ranks, the bits of MPI's sum (a0 + a1 either way round)."""
+
+    def __init__(self, ranks: "ThreadRanks", rank: int):
+        super().__init__()
+        self._ranks, self.rank, self.size = ranks, rank, ranks.size
+
+    def _exchange(self, value) -> list:
+        """Every rank's ``value`` in rank order, once every rank has given its own."""
+        self._ranks.slots[self.rank] = value
+        self._ranks.wait()
+        return list(self._ranks.slots)
+
+    def allreduce_sum(self, a):
+        t0 = time.perf_counter()
+        if not a.flags.c_contiguous:
+            raise ValueError(f"allreduce_sum: the array must be contiguous (shape {a.shape})")
+        arrays = self._exchange(a)
+        total = arrays[0].copy()
+        for other in arrays[1:]:
+            total += other
+        self._ranks.wait()                  # every rank has read every array before any is overwritten
+        a[...] = total
+        self.reduce_seconds += time.perf_counter() - t0
+        self.reduce_bytes += a.nbytes
+        self.reduce_calls += 1
+        return a
+
+    def allgather(self, obj) -> list:
+        everyone = self._exchange(obj)
+        self._ranks.wait()
+        return everyone
+
+    def barrier(self) -> None:
+        self._ranks.wait()
+
+    def abort(self, code: int) -> None:
+        """End this rank with ``code``; every other rank raises RankAborted at its next wait."""
+        self._ranks.barrier.abort()
+        raise SystemExit(code)
+
+    def local_size(self) -> int:
+        return self.size
+
+
+class ThreadRanks:
+    """``size`` data-parallel ranks as threads of this process. ``comms[r]`` is rank r's communicator
+    (for rank r's Trainer); ``run(fn)`` calls ``fn(comms[r])`` on every rank at once, rank 0 in the
+    calling thread (the one signals reach), and returns the results in rank order. An exception in a rank ends
+    the others at their next wait (RankAborted) and is raised. The BLAS threads are the process's:
+    give each rank its share of the cores, ``backend.set_threads(cores // size)``."""
+
+    def __init__(self, size: int):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise DistributedError(f"ranks must be an integer >= 1, got {size!r}")
+        self.size = size
+        self.barrier = threading.Barrier(size)
+        self.slots = [None] * size
+        self.comms = [ThreadCommunicator(self, r) for r in range(size)]
+
+    def wait(self) -> None:
+        try:
+            self.barrier.wait()
+        except threading.BrokenBarrierError:
+            raise RankAborted("another rank ended the run") from None
+
+    def run(self, fn):
+        results, errors = [None] * self.size, [None] * self.size
+
+        def rank(r):
+            try:
+                results[r] = fn(self.comms[r])
+            except BaseException as exc:    # SystemExit and KeyboardInterrupt too: no rank may wait for this one
+                errors[r] = exc
+                self.barrier.abort()
+        threads = [threading.Thread(target=rank, args=(r,), name=f"scratchgan-rank-{r}", daemon=True)
+                   for r in range(1, self.size)]
+        for t in threads:
+            t.start()
+        rank(0)
+        for t in threads:
+            t.join()
+        if self.barrier.broken:
+            self.barrier.reset()            # ready for the next run
+        failed = [e for e in errors if e is not None]
+        if failed:                          # the cause, not the others' RankAborted
+            raise next((e for e in failed if not isinstance(e, RankAborted)), failed[0])
+        return results
 
 
 def launched_size() -> int:

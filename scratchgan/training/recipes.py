@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 from dataclasses import fields
 from pathlib import Path
@@ -68,6 +69,10 @@ FIXED_ON_RESUME = ("model", "dataset", "classes", "batch_size", "dtype", "seed",
                    "activation", "g_output", "minibatch_std",
                    "channels", "image_size")
 FOLDER = "folder:"   # dataset "folder:PATH": a folder of the user's own images
+
+# Ranks that are threads (train --ranks) load their data one at a time: loading silences warnings with
+# warnings.catch_warnings, which saves and restores process-wide state.
+_LOADING = threading.Lock()
 
 # a builder argument a checkpoint leaves out has its default (models record only what differs)
 _BUILDER_DEFAULTS = {"spectral_norm": False, "projection": False, "minibatch_std": False, "activation": "relu",
@@ -366,9 +371,10 @@ def train(model: str | None = None, out=None, *, loss: str | None = None, model_
     dtype = backend.default_dtype()
     backend.set_default_dtype(cfg.dtype)  # a resumed run keeps the dtype it was started with
     try:
-        ds = training_data(cfg, resume, data_dir=data_dir, download=download, channels=channels,
-                           image_size=image_size, skip_bad=skip_bad, max_image_pixels=max_image_pixels, quiet=quiet,
-                           comm=comm, flag=flag)
+        with _LOADING:
+            ds = training_data(cfg, resume, data_dir=data_dir, download=download, channels=channels,
+                               image_size=image_size, skip_bad=skip_bad, max_image_pixels=max_image_pixels,
+                               quiet=quiet, comm=comm, flag=flag)
         fit_model_to_data(cfg, ds, resumed=resume, flag=flag)
         if resume:   # the model a checkpoint describes is built no larger than the arrays it carries
             newest = checkpoints[-1][1]
@@ -404,6 +410,7 @@ def train(model: str | None = None, out=None, *, loss: str | None = None, model_
                 print("changed on resume: " + ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in changed.items()),
                       flush=True)
         last = trainer.train()
+        comm.barrier()   # ranks that are threads share the default dtype: none gives it back while another trains
     finally:
         backend.set_default_dtype(dtype)
     if not quiet and not trainer.stop_signal:
