@@ -26,6 +26,10 @@ PyTorch is not a dependency of scratchgan. In a separate virtual environment, fr
     PYTHONPATH=. /tmp/torchvenv/bin/python examples/torch_reference.py --models dcgan --image-shape 3x64x64 \
         --d-recipe --layers        # the colour DCGAN that `train --model dcgan --image-size 64` trains
 
+--ranks N adds a row "train Nrk": scratchgan's step as N data-parallel ranks that are threads of this
+process (`scratchgan train --ranks N`), each with its rows of the same batch of 64 and threads / N BLAS
+threads, against torch's step at those threads, timed again right before.
+
 --image-shape CxHxW builds the dcgan for that shape (`build("dcgan", image_shape=...)`); --d-recipe
 gives it the D of the train recipe (spectral norm, no dropout) instead of the builder's (dropout 0.3).
 With --layers, G's layers are also timed in eval mode at the sampling batch (forward only, torch
@@ -174,6 +178,19 @@ def setup(kind, image_shape=None, d_recipe=False):
     return trainer.train_step, torch_train_step, lambda: gan.generate(z=z), torch_sample
 
 
+def ranks_step(kind, ranks, image_shape=None, d_recipe=False):
+    """scratchgan's training step as ``ranks`` data-parallel ranks that are threads of this process
+    (ThreadRanks: `scratchgan train --ranks N`), each with its rows of the same global batch."""
+    from scratchgan.training.distributed import ThreadRanks
+    group, batch = ThreadRanks(ranks), TRAIN_BATCH[kind]
+    gans = [build_model(kind, image_shape, d_recipe) for _ in range(ranks)]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (max(4 * batch, 256),) + tuple(gans[0].image_shape)).astype(np.float32)
+    trainers = [Trainer(gan, images, None, TrainConfig(model=kind, batch_size=batch), quiet=True, comm=comm)
+                for gan, comm in zip(gans, group.comms)]
+    return lambda: group.run(lambda comm: trainers[comm.rank].train_step())
+
+
 def layer_rows(kind, repeats, warmup, image_shape=None, d_recipe=False):
     """Each layer of G and D alone, in train mode at the training batch, both sides from the same
     input: forward, and backward to the parameters and (but for a network's first layer, whose
@@ -273,9 +290,12 @@ def main(argv=None) -> int:
                    help="CxHxW of the models' images, e.g. 3x32x32 (default: the builder's 1x28x28)")
     p.add_argument("--d-recipe", action="store_true",
                    help="the dcgan's D as the train recipe builds it: spectral norm, no dropout")
+    p.add_argument("--ranks", type=int, default=1,
+                   help="also time scratchgan's step as this many ranks that are threads (train --ranks N), "
+                        "each with threads / ranks BLAS threads, at the thread counts that are multiples of it")
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0:
-        p.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.repeats < 1 or args.warmup < 0 or args.ranks < 1:
+        p.error("--repeats and --ranks must be >= 1 and --warmup >= 0")
     if torch is None:
         print("error: this reference needs PyTorch (CPU build): pip install torch", file=sys.stderr)
         return 2
@@ -283,17 +303,23 @@ def main(argv=None) -> int:
     backend.use("numpy")            # a CPU-against-CPU comparison, whatever SCRATCHGAN_BACKEND says
     backend.tune_host_allocator()   # process-wide: torch's CPU allocator also takes its memory from malloc
     models = {kind: setup(kind, args.image_shape, args.d_recipe) for kind in args.models}
+    ranked = {kind: ranks_step(kind, args.ranks, args.image_shape, args.d_recipe)
+              for kind in args.models if args.ranks > 1}
     rows, layers = [], {}
     for n in args.threads:
         torch.set_num_threads(n)
-        backend.set_threads(n)
         for kind, (sg_train, t_train, sg_sample, t_sample) in models.items():
-            for what, t_fn, sg_fn in ((f"train b{TRAIN_BATCH[kind]}", t_train, sg_train),
-                                      (f"sample b{SAMPLE_BATCH}", t_sample, sg_sample)):
+            jobs = [(f"train b{TRAIN_BATCH[kind]}", t_train, sg_train, n),
+                    (f"sample b{SAMPLE_BATCH}", t_sample, sg_sample, n)]
+            if kind in ranked and n % args.ranks == 0:    # torch timed again, right before: same-run ratios
+                jobs.insert(1, (f"train {args.ranks}rk", t_train, ranked[kind], n // args.ranks))
+            for what, t_fn, sg_fn, blas in jobs:
+                backend.set_threads(blas)
                 t_ms = median_ms(t_fn, args.repeats, args.warmup)
                 sg_ms = median_ms(sg_fn, args.repeats, args.warmup)
                 rows.append({"threads": n, "model": kind, "what": what, "torch_ms": round(t_ms, 3),
                              "scratchgan_ms": round(sg_ms, 3), "ratio": round(sg_ms / t_ms, 3)})
+        backend.set_threads(n)
         if args.layers:
             layers[n] = [r for kind in args.models for r in layer_rows(kind, args.repeats, args.warmup, args.image_shape,
                                                                        args.d_recipe)]
@@ -303,7 +329,8 @@ def main(argv=None) -> int:
         return 0
     print(f"torch {torch.__version__}, numpy {np.__version__}; float32; median of {args.repeats} after "
           f"{args.warmup} warm-up; ratio = scratchgan ms / torch ms, same run")
-    print(f"scratchgan's BLAS: {backend.blas_description()}; torch: {torch.backends.cpu.get_cpu_capability()} "
+    describe = getattr(backend, "blas_description", lambda: "(a tree from before blas_description)")
+    print(f"scratchgan's BLAS: {describe()}; torch: {torch.backends.cpu.get_cpu_capability()} "
           f"kernels, oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}")
     print(f"{'threads':>7} {'model':<6} {'what':<12} {'torch ms':>9} {'scratchgan ms':>13} {'ratio':>6}")
     for r in rows:
