@@ -21,7 +21,7 @@ from . import backend
 from .init import make_rng
 from .layers import (BatchNorm1d, BatchNorm2d, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
                      LeakyReLU, MinibatchStd, Projection, ReLU, Reshape, Sequential, Sigmoid, SpectralNorm, Tanh,
-                     Upsample2D, fused_for_eval, spectral_norm as _sn)
+                     Upsample2D, fused_for_eval, infer_in_parts, spectral_norm as _sn)
 
 __all__ = ["GAN", "mlp", "cgan", "dcgan", "build", "MODELS", "MNIST_SHAPE", "DCGAN_SIZES", "DCGAN_CHANNELS",
            "check_image_shape"]
@@ -106,8 +106,9 @@ class GAN:
         """Images from G in eval mode (running BatchNorm statistics). Returns (N, *image_shape).
 
         fused=True (the default): through ``layers.fused_for_eval(G).infer``, batch norms folded
-        into the layers before them and no caches (layers/inference.py), equal to G's plain
-        eval-mode forward to float32 rounding; fused=False: that plain forward, bit for bit as
+        into the layers before them and no caches, a part of the batch per BLAS thread
+        (layers/inference.py, infer_in_parts), equal to G's plain eval-mode forward to float32
+        rounding; fused=False: that plain forward, bit for bit as
         before (the training run's sample and monitor grids, whose bytes tests record)."""
         xp = backend.array_module(*(p for _, p, _ in self.G.named_parameters()))
         if z is None:
@@ -119,8 +120,8 @@ class GAN:
         mode = self.G.training
         self.G.eval()
         try:
-            if fused:
-                return fused_for_eval(self.G).infer(self.g_input(z, labels))
+            if fused:   # a part of the batch per BLAS thread (layers/inference.py)
+                return infer_in_parts(fused_for_eval(self.G), self.g_input(z, labels))
             return self.G(self.g_input(z, labels))
         finally:
             self.G.train(mode)

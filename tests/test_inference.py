@@ -138,3 +138,56 @@ def test_bench_layers_of_a_model_size():
     evals = [r for r in rows if r[3] == "eval"]
     assert len(evals) == len(build("dcgan", image_shape=(3, 32, 32)).G.layers) - 3   # three batch norms folded
     assert all(len(r[2]) == 3 for r in evals) and all(len(r[2]) == 2 for r in rows if r[3] == "train")
+
+
+@pytest.fixture
+def blas_threads():
+    before = backend.threads()
+    yield
+    if before:
+        backend.set_threads(before)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 2e-5), ("float64", 1e-12)])
+def test_infer_in_parts_equals_one_pass_and_restores_the_blas_threads(blas_threads, dtype, tol):
+    from scratchgan.layers import infer_in_parts
+    from scratchgan.layers.inference import PART_MIN_ROWS
+    gan = build("dcgan", seed=1, image_shape=(3, 32, 32)).astype(dtype)
+    _randomise_bn(gan.G, 4)
+    gan.G.eval()
+    net = fused_for_eval(gan.G)
+    z = gan.sample_noise(3 * PART_MIN_ROWS + 5, np.random.default_rng(0)).astype(dtype)
+    backend.set_threads(1)                                                       # each part's BLAS threads
+    whole, firsts = net.infer(z), {parts: net.infer(z[:len(z) // parts]) for parts in (2, 3)}
+    backend.set_threads(2)
+    for parts in (2, 3):
+        got = infer_in_parts(net, z, parts=parts)
+        _close(got, whole, tol)
+        assert np.array_equal(got, infer_in_parts(net, z, parts=parts))          # the same bits every call
+        assert np.array_equal(got[:len(z) // parts], firsts[parts])               # the first part, as a batch
+    seen, infer = [], net.infer
+    net.infer = lambda X: seen.append((len(X), backend.threads())) or infer(X)  # (an instance attribute)
+    infer_in_parts(net, z, parts=3)
+    assert sorted(seen) == sorted((len(z) * (i + 1) // 3 - len(z) * i // 3, 1) for i in range(3))   # 3 runs, 1 thread each
+    del net.infer
+    assert backend.threads() == 2                                                # given back after the parts
+    assert np.array_equal(infer_in_parts(net, z[:2 * PART_MIN_ROWS - 1]), net.infer(z[:2 * PART_MIN_ROWS - 1]))
+    backend.set_threads(1)
+    assert np.array_equal(infer_in_parts(net, z), whole)                         # one BLAS thread: one pass
+    with pytest.raises(sg.layers.ShapeError, match="Dense"):                     # a part's error, in the caller
+        infer_in_parts(net, np.zeros((3 * PART_MIN_ROWS, 7), dtype=dtype), parts=3)
+
+
+def test_generate_splits_the_batch_over_the_blas_threads(blas_threads):
+    gan = build("dcgan", seed=2, image_shape=(3, 32, 32))
+    _randomise_bn(gan.G, 5)
+    z = gan.sample_noise(96, np.random.default_rng(1))
+    backend.set_threads(1)
+    one = gan.generate(z=z)
+    gan.G.eval()
+    half = fused_for_eval(gan.G).infer(z[:48])
+    gan.G.train()
+    backend.set_threads(2)
+    two = gan.generate(z=z)
+    _close(two, one)
+    assert np.array_equal(two[:48], half)                                        # its first half, as a batch of 48
