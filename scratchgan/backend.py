@@ -181,9 +181,9 @@ def tune_host_allocator() -> bool:
     and page zeroing: 15-20% of a DCGAN step on this project's machine (docs/performance.md).
     This raises the mmap threshold to 256 MiB and the trim threshold to 1 GiB: freed blocks
     are reused and the process keeps about its peak working set. It also keeps every thread on
-    the one main heap: a thread's own heap grows in 64 MiB pieces, so a rank that is a thread
-    (ThreadRanks) would map and fault in its large temporaries again (a 3x32x32 DCGAN step on
-    two such ranks: 182 -> 164 ms).
+    the one main heap: a 3x32x32 DCGAN step on two ranks that are threads (ThreadRanks) took
+    182 ms with a heap per thread, 164 ms with one (a thread's heap grows in pieces of at most
+    64 MiB, so large temporaries likely came from fresh mappings).
 
     It changes the whole process, so importing scratchgan never does it; the command line
     does, and scripts call it once at the start. Returns False where it does not apply
