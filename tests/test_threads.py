@@ -108,3 +108,19 @@ def test_blas_description_names_the_kernels_and_a_forced_core_type(monkeypatch, 
     assert ("OPENBLAS_CORETYPE=Prescott set in the environment" in forced) == text.startswith("OpenBLAS")
     monkeypatch.delenv("OPENBLAS_CORETYPE")
     assert "OPENBLAS_CORETYPE" not in backend.blas_description(threads=False)
+
+
+def test_bench_ranks_times_one_process_against_thread_ranks(restore_threads, capsys):
+    import json
+    backend.set_threads(2)
+    assert cli.main(["bench", "--ranks", "2", "--models", "mlp", "--batch-sizes", "16", "--repeats", "1",
+                     "--image-shapes", "3x32x32", "--threads", "2", "--json"]) == cli.EXIT_OK
+    result = json.loads(capsys.readouterr().out)
+    (row,) = result["models"]
+    assert row["image_shape"] == [3, 32, 32] and (row["ranks"], row["threads"], row["threads_per_rank"]) == (2, 2, 1)
+    assert row["ms_one_process"] > 0 and row["ranks_over_one"] == pytest.approx(row["ms_ranks"] / row["ms_one_process"])
+    assert backend.threads() == 2                          # the ranks' share was given back
+    assert cli.main(["bench", "--ranks", "3", "--models", "mlp", "--batch-sizes", "16", "--repeats", "1"]) == 2
+    assert "does not split evenly over 3 ranks" in capsys.readouterr().err
+    assert cli.main(["bench", "--ranks", "2", "--contention"]) == 2
+    assert "leave out --distributed, --contention and --layers" in capsys.readouterr().err

@@ -11,6 +11,9 @@ def cmd_bench(args):
     comm = _RANKS[0] = from_environment(required=args.distributed)
     if args.image_shape is not None and not args.layers:
         raise UsageError("--image-shape applies to --layers (the training steps take --image-shapes)")
+    if args.ranks > 1 and (args.distributed or args.contention or args.layers or comm.size > 1):
+        raise UsageError("--ranks times the training steps of one process against ranks that are its threads; "
+                         "leave out --distributed, --contention and --layers (and mpiexec)")
     _use_backend(args, comm, heavy=not args.contention)   # --contention chooses with and without the busy core
     return bench_main(args, comm)
 
@@ -31,6 +34,9 @@ def add_parser(sub):
     b.add_argument("--contention", action="store_true",
                    help="time the training steps again with a busy process pinned to one core, at the threads "
                         "scratchgan picks then (docs/performance.md)")
+    b.add_argument("--ranks", type=_integer(1, 256), default=1,
+                   help="time the training steps as N ranks that are threads (train --ranks N) against one "
+                        "process, each rank with 1/N of the threads (docs/distributed.md)")
     b.add_argument("--distributed", action="store_true",
                    help="under mpiexec: time data-parallel steps over the ranks, split into compute and "
                         "all-reduce, with the bytes reduced per step (docs/distributed.md)")

@@ -160,6 +160,48 @@ def bench_distributed(kind: str, batch: int, comm, repeats=5, warmup=2, seed=0, 
     return row
 
 
+def bench_ranks(kind: str, batch: int, ranks: int, repeats=5, warmup=2, seed=0, image_shape=None) -> dict:
+    """The training step of one process, and the same step as ``ranks`` ranks that are threads of
+    it (ThreadRanks, `train --ranks N`), each with its rows of the batch: the one process with the
+    BLAS threads set now, each rank with 1/ranks of them (at least one). Median ms of both."""
+    from ..training.distributed import ThreadRanks
+    threads = backend.threads() or 1
+    one = statistics.median(_time(_trainer(kind, batch, seed, image_shape)[1].train_step, repeats, warmup))
+    group = ThreadRanks(ranks)
+    trainers = [_trainer(kind, batch, seed, image_shape, comm=comm)[1] for comm in group.comms]
+    per_rank = max(1, threads // ranks)
+    backend.set_threads(per_rank)
+    try:
+        split = statistics.median(_time(lambda: group.run(lambda comm: trainers[comm.rank].train_step()),
+                                        repeats, warmup))
+    finally:
+        backend.set_threads(threads)
+    return {"model": kind, "batch": batch, "image_shape": list(trainers[0].gan.image_shape), "threads": threads,
+            "ranks": ranks, "threads_per_rank": per_rank, "ms_one_process": one * 1e3, "ms_ranks": split * 1e3,
+            "ranks_over_one": split / one}
+
+
+def _main_ranks(args) -> int:
+    """`scratchgan bench --ranks N`: one process against N ranks that are threads, row by row."""
+    shapes = getattr(args, "image_shapes", None) or [None]
+    rows = [bench_ranks(kind, b, args.ranks, repeats=args.repeats, image_shape=shape)
+            for kind in args.models for shape in shapes for b in args.batch_sizes]
+    blas = backend.blas_description(threads=False)
+    if args.json:
+        print(json.dumps({"backend": backend.name(), "blas": blas, "models": rows}, indent=2))
+        return 0
+    print(f"backend {backend.name()}; BLAS: {blas}; training step of one process against {args.ranks} ranks that "
+          f"are threads of it (train --ranks {args.ranks}), same batch")
+    names = [_row_name(r, shapes) for r in rows]
+    w = max([6] + [len(n) for n in names])
+    print(f"{'model':<{w}} {'batch':>5} {'one process ms':>14} {'threads':>7} {'ranks ms':>9} {'threads each':>12} "
+          f"{'ranks/one':>9}")
+    for name, r in zip(names, rows):
+        print(f"{name:<{w}} {r['batch']:>5} {r['ms_one_process']:>14.1f} {r['threads']:>7} {r['ms_ranks']:>9.1f} "
+              f"{r['threads_per_rank']:>12} {r['ranks_over_one']:>9.2f}")
+    return 0
+
+
 LATENCY_US = 20.0    # one small message between machines over Ethernet/TCP (a few us on InfiniBand)
 
 
@@ -387,6 +429,8 @@ def main(args, comm=None) -> int:
         return _main_distributed(args, comm)
     if getattr(args, "contention", False):
         return _main_contention(args)
+    if getattr(args, "ranks", 1) > 1:
+        return _main_ranks(args)
     models, batches = args.models, args.batch_sizes   # lists, parsed and checked by the CLI
     shapes = getattr(args, "image_shapes", None) or [None]   # (C, H, W) tuples; None: 1x28x28
     gemm = gemm_rate()
