@@ -122,6 +122,15 @@ def no_cupy(monkeypatch):
 
 
 @pytest.fixture
+def restore_threads():
+    """Give the BLAS library its thread count back after a test that sets it."""
+    before = backend.threads()
+    yield
+    if before:
+        backend.set_threads(before)
+
+
+@pytest.fixture
 def cupy_counts():
     """The stand-in's transfer and scalar-read counter (skips on the real CuPy, which has none)."""
     import cupy

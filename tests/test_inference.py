@@ -140,16 +140,8 @@ def test_bench_layers_of_a_model_size():
     assert all(len(r[2]) == 3 for r in evals) and all(len(r[2]) == 2 for r in rows if r[3] == "train")
 
 
-@pytest.fixture
-def blas_threads():
-    before = backend.threads()
-    yield
-    if before:
-        backend.set_threads(before)
-
-
 @pytest.mark.parametrize("dtype, tol", [("float32", 2e-5), ("float64", 1e-12)])
-def test_infer_in_parts_equals_one_pass_and_restores_the_blas_threads(blas_threads, dtype, tol):
+def test_infer_in_parts_equals_one_pass_and_restores_the_blas_threads(restore_threads, dtype, tol):
     from scratchgan.layers import infer_in_parts
     from scratchgan.layers.inference import PART_MIN_ROWS
     gan = build("dcgan", seed=1, image_shape=(3, 32, 32)).astype(dtype)
@@ -178,7 +170,7 @@ def test_infer_in_parts_equals_one_pass_and_restores_the_blas_threads(blas_threa
         infer_in_parts(net, np.zeros((3 * PART_MIN_ROWS, 7), dtype=dtype), parts=3)
 
 
-def test_generate_splits_the_batch_over_the_blas_threads(blas_threads):
+def test_generate_splits_the_batch_over_the_blas_threads(restore_threads):
     gan = build("dcgan", seed=2, image_shape=(3, 32, 32))
     _randomise_bn(gan.G, 5)
     z = gan.sample_noise(96, np.random.default_rng(1))

@@ -12,14 +12,6 @@ from scratchgan.evaluation.bench import busy_core
 pytest.importorskip("threadpoolctl")
 
 
-@pytest.fixture
-def restore_threads():
-    before = backend.threads()
-    yield
-    if before:
-        backend.set_threads(before)
-
-
 def test_set_threads_sets_the_blas_pool_and_refuses_nonsense(restore_threads):
     backend.set_threads(1)
     assert backend.threads() == 1
