@@ -36,7 +36,7 @@ def add_parser(sub):
                         "scratchgan picks then (docs/performance.md)")
     b.add_argument("--ranks", type=_integer(1, 256), default=1,
                    help="time the training steps as N ranks that are threads (train --ranks N) against one "
-                        "process, each rank with 1/N of the threads (docs/distributed.md)")
+                        "process, each rank with 1/N of the threads (docs/distributed.md) (default: 1)")
     b.add_argument("--distributed", action="store_true",
                    help="under mpiexec: time data-parallel steps over the ranks, split into compute and "
                         "all-reduce, with the bytes reduced per step (docs/distributed.md)")
