@@ -21,8 +21,8 @@ import numpy as np
 __all__ = [
     "use", "name", "xp", "array_module", "asarray", "to_numpy", "is_cupy_array",
     "default_dtype", "set_default_dtype", "random_generator", "random_uint16", "synchronize",
-    "as_strided", "tune_host_allocator", "set_threads", "threads", "blas_description", "available_cores", "idle_cores",
-    "BackendError",
+    "as_strided", "tune_host_allocator", "set_threads", "threads", "blas_description", "in_threads", "available_cores",
+    "idle_cores", "BackendError",
 ]
 
 
@@ -251,6 +251,30 @@ def threads() -> int | None:
     from threadpoolctl import threadpool_info
     counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
     return max(counts) if counts else None
+
+
+def in_threads(fn, n: int, on_error=None) -> tuple[list, list]:
+    """Call ``fn(i)`` for i in range(n) at once: fn(0) in the calling thread (the one signals reach),
+    each other in a thread of its own. NumPy releases the GIL in its loops, so the calls run on as
+    many cores. Returns (results, errors), each in order of i (None where a call raised or did not);
+    ``on_error()`` runs in a failing thread as soon as its call raises (to wake calls waiting on it)."""
+    import threading
+    results, errors = [None] * n, [None] * n
+
+    def call(i):
+        try:
+            results[i] = fn(i)
+        except BaseException as exc:    # SystemExit and KeyboardInterrupt too: the caller decides
+            errors[i] = exc
+            if on_error is not None:
+                on_error()
+    others = [threading.Thread(target=call, args=(i,), name=f"scratchgan-{i}", daemon=True) for i in range(1, n)]
+    for t in others:
+        t.start()
+    call(0)
+    for t in others:
+        t.join()
+    return results, errors
 
 
 def blas_description(threads: bool = True) -> str:

@@ -203,14 +203,14 @@ def test_docs_state_the_bounds_these_tests_assert():
 
 
 # ------------------------------------------------------- ranks as threads (ThreadRanks, train --ranks)
-def test_thread_ranks_reduce_in_rank_order_and_gather_in_rank_order():
+def test_thread_ranks_reduce_in_rank_order_and_gather_in_rank_order(xp_backend):
     rng = np.random.default_rng(0)
     parts = [rng.standard_normal(1000).astype(np.float32) for _ in range(3)]
 
     def rank_part(comm):
-        a = parts[comm.rank].copy()
+        a = backend.asarray(parts[comm.rank].copy())   # (a device array on the CuPy path)
         comm.allreduce_mean(a)
-        return a, comm.allgather(comm.rank * 10), comm.rows(12), comm.local_size()
+        return backend.to_numpy(a), comm.allgather(comm.rank * 10), comm.rows(12), comm.local_size()
     results = ThreadRanks(3).run(rank_part)
     want = (parts[0] + parts[1] + parts[2]) * np.float32(1 / 3)
     for r, (a, gathered, rows, local) in enumerate(results):
@@ -258,6 +258,11 @@ def test_train_ranks_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert cli.main(["train", "--out", str(tmp_path / "a"), "--ranks", "3", "--steps", "2", *THREADED]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "does not split evenly over 3 ranks" in err
+    for bad in ("0", "-1", "1.5", "x", "257"):
+        assert cli.main(["train", "--out", str(tmp_path / "z"), "--ranks", bad, *THREADED]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and "--ranks: expected an integer in 1..256" in err
+    assert not (tmp_path / "z").exists()
     monkeypatch.setenv("PMI_SIZE", "2")                 # as if started by mpiexec
     assert cli.main(["train", "--out", str(tmp_path / "b"), "--ranks", "2", *THREADED]) == 2
     assert "under mpiexec (--distributed) the processes are the ranks" in capsys.readouterr().err

@@ -192,8 +192,7 @@ def _main_ranks(args) -> int:
         return 0
     print(f"backend {backend.name()}; BLAS: {blas}; training step of one process against {args.ranks} ranks that "
           f"are threads of it (train --ranks {args.ranks}), same batch")
-    names = [_row_name(r, shapes) for r in rows]
-    w = max([6] + [len(n) for n in names])
+    names, w = _row_names(rows, shapes)
     print(f"{'model':<{w}} {'batch':>5} {'one process ms':>14} {'threads':>7} {'ranks ms':>9} {'threads each':>12} "
           f"{'ranks/one':>9}")
     for name, r in zip(names, rows):
@@ -238,8 +237,7 @@ def _main_distributed(args, comm) -> int:
         return 0
     print(f"backend {result['backend']}, {result['dtype']}; {comm.size} ranks x {result['blas_threads']} BLAS "
           f"thread(s); batch = global batch, split over the ranks; BLAS: {result['blas']}")
-    names = [_row_name(r, shapes) for r in result["models"]]
-    w = max([6] + [len(n) for n in names])
+    names, w = _row_names(result["models"], shapes)
     print(f"{'model':<{w}} {'batch':>5} {'per rank':>8} {'ms/step':>8} {'compute':>8} {'allreduce':>9} "
           f"{'MB reduced':>10} {'calls':>5}")
     for name, r in zip(names, result["models"]):
@@ -296,8 +294,7 @@ def _main_contention(args) -> int:
         return 0
     print(f"backend {backend.name()}, {backend.available_cores()} cores; busy: another process spinning on one core; "
           f"threads: {'--threads' if args.threads else 'as scratchgan picks them (the idle cores)'}; BLAS: {blas}")
-    names = [_row_name(r, shapes) for r in rows]
-    w = max([6] + [len(n) for n in names])
+    names, w = _row_names(rows, shapes)
     print(f"{'model':<{w}} {'batch':>5} {'idle ms':>8} {'threads':>7} {'busy ms':>8} {'threads':>7} {'busy/idle':>9}")
     for name, r in zip(names, rows):
         print(f"{name:<{w}} {r['batch']:>5} {r['ms_idle']:>8.1f} {r['threads_idle']:>7} {r['ms_busy']:>8.1f} "
@@ -417,9 +414,11 @@ def _algorithms(layer, x_shape) -> str:
     return ""
 
 
-def _row_name(row, shapes) -> str:
-    """A table row's model, with its image shape when the run asked for shapes."""
-    return row["model"] if shapes == [None] else f"{row['model']} {'x'.join(map(str, row['image_shape']))}"
+def _row_names(rows, shapes) -> tuple[list, int]:
+    """The table rows' model names, with the image shape when the run asked for shapes, and the
+    width of their column."""
+    names = [r["model"] if shapes == [None] else f"{r['model']} {'x'.join(map(str, r['image_shape']))}" for r in rows]
+    return names, max([6] + [len(n) for n in names])
 
 
 def main(args, comm=None) -> int:
@@ -450,8 +449,7 @@ def main(args, comm=None) -> int:
         return 0
     print(f"backend {result['backend']}, {result['dtype']}; GEMM 2048^3: {gemm:.1f} GFLOP/s "
           f"(before), {result['gemm_gflops_after']:.1f} (after); BLAS: {result['blas']}")
-    names = [_row_name(r, shapes) for r in result["models"]]
-    w = max([6] + [len(n) for n in names])
+    names, w = _row_names(result["models"], shapes)
     print(f"{'model':<{w}} {'batch':>5} {'ms/iter med':>11} {'min':>7} {'max':>7} {'samples/s':>10} "
           f"{'GFLOP/iter':>10} {'GFLOP/s':>8} {'of GEMM':>7} {'peak MB':>8}")
     for name, r in zip(names, result["models"]):

@@ -26,7 +26,6 @@ gradients back to the originals.
 from __future__ import annotations
 
 import copy
-import threading
 
 import numpy as np
 
@@ -109,20 +108,9 @@ def infer_in_parts(net, X, parts=None):
         return net.infer(X)
     from threadpoolctl import threadpool_limits
     bounds = [len(X) * i // parts for i in range(parts + 1)]
-    outputs, errors = [None] * parts, []
-
-    def part(i):
-        try:
-            outputs[i] = net.infer(X[bounds[i]:bounds[i + 1]])
-        except BaseException as exc:     # raised in the caller's thread below
-            errors.append(exc)
     with threadpool_limits(limits=max(1, threads // parts), user_api="blas"):
-        others = [threading.Thread(target=part, args=(i,), name=f"scratchgan-part-{i}") for i in range(1, parts)]
-        for t in others:
-            t.start()
-        part(0)
-        for t in others:
-            t.join()
-    if errors:
-        raise errors[0]
+        outputs, errors = backend.in_threads(lambda i: net.infer(X[bounds[i]:bounds[i + 1]]), parts)
+    for exc in errors:
+        if exc is not None:
+            raise exc
     return np.concatenate(outputs)

@@ -222,21 +222,8 @@ class ThreadRanks:
             raise RankAborted("another rank ended the run") from None
 
     def run(self, fn):
-        results, errors = [None] * self.size, [None] * self.size
-
-        def rank(r):
-            try:
-                results[r] = fn(self.comms[r])
-            except BaseException as exc:    # SystemExit and KeyboardInterrupt too: no rank may wait for this one
-                errors[r] = exc
-                self.barrier.abort()
-        threads = [threading.Thread(target=rank, args=(r,), name=f"scratchgan-rank-{r}", daemon=True)
-                   for r in range(1, self.size)]
-        for t in threads:
-            t.start()
-        rank(0)
-        for t in threads:
-            t.join()
+        results, errors = backend.in_threads(lambda r: fn(self.comms[r]), self.size,
+                                             on_error=self.barrier.abort)   # no rank may wait for a failed one
         if self.barrier.broken:
             self.barrier.reset()            # ready for the next run
         failed = [e for e in errors if e is not None]
